@@ -1,0 +1,183 @@
+"""Argument checks: shape and dtype at trace time, values only when opted in.
+
+Shape and dtype mistakes raise at trace time (also under ``jax.jit``) with a message naming
+the function, the argument and the shapes. Value checks (negative probabilities, sums far from
+one, NaN) cannot raise inside ``jit``: they are written with ``checkify.debug_check``, which is a
+no-op unless the caller wraps the function with :func:`checked`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+__all__ = ["checked"]
+
+
+def _describe(x: Any) -> str:
+    return type(x).__name__ if not hasattr(x, "shape") else f"shape {tuple(x.shape)}"
+
+
+def as_float(fn: str, name: str, x: Any) -> jax.Array:
+    """Returns ``x`` as a floating JAX array; integers and booleans become the default float.
+
+    Raises:
+      TypeError: for None, strings, complex numbers and anything that is not numeric.
+    """
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{fn}: argument {name} must be a real array, got {type(x).__name__}")
+    try:
+        x = jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"{fn}: argument {name} must be a real array, got {_describe(x)}") from err
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise TypeError(f"{fn}: argument {name} is complex ({x.dtype}); probabilities are real")
+    if not jnp.issubdtype(x.dtype, jnp.number) and x.dtype != jnp.bool_:
+        raise TypeError(f"{fn}: argument {name} has non-numeric dtype {x.dtype}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jax.dtypes.canonicalize_dtype(np.float64))
+    return x
+
+
+def event_axis(fn: str, shape: Sequence[int], axis: int, name: str = "p") -> int:
+    """Normalises a static ``axis`` against ``shape`` and checks the event axis is not empty."""
+    if not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{fn}: axis must be a static int, got {type(axis).__name__} "
+                        f"(use jax.jit(f, static_argnames='axis'))")
+    nd = len(shape)
+    if nd == 0:
+        raise ValueError(f"{fn}: argument {name} is a scalar (shape ()); expected a probability "
+                         f"vector along axis {axis}")
+    if not -nd <= axis < nd:
+        raise ValueError(f"{fn}: axis {axis} is out of range for {name} of shape {tuple(shape)}")
+    ax = int(axis) % nd
+    if shape[ax] == 0:
+        raise ValueError(f"{fn}: argument {name} of shape {tuple(shape)} is empty along "
+                         f"axis {axis}")
+    return ax
+
+
+def check_one(fn: str, p: Any, axis: int, name: str = "p") -> jax.Array:
+    """Checks a single distribution argument and returns it as a float array."""
+    p = as_float(fn, name, p)
+    event_axis(fn, p.shape, axis, name)
+    return p
+
+
+def check_pair(fn: str, p: Any, q: Any, axis: int,
+               names: tuple[str, str] = ("p", "q")) -> tuple[jax.Array, jax.Array]:
+    """Checks a pair of distributions along ``axis`` and promotes them to one float dtype.
+
+    Leading (batch) axes broadcast; the event axis must have the same size in both: a size-1
+    event axis is never broadcast, since that would compare distributions of different sizes.
+    """
+    p, q = as_float(fn, names[0], p), as_float(fn, names[1], q)
+    nd = max(p.ndim, q.ndim)
+    sp, sq = (1,) * (nd - p.ndim) + p.shape, (1,) * (nd - q.ndim) + q.shape
+    ax = event_axis(fn, sp if p.ndim >= q.ndim else sq, axis, names[0])
+    if p.ndim == 0 or q.ndim == 0 or sp[ax] != sq[ax]:
+        raise ValueError(
+            f"{fn}: {names[0]} has shape {p.shape} and {names[1]} has shape {q.shape}; their "
+            f"event sizes along axis {axis} differ ({sp[ax] if p.ndim else 'scalar'} vs "
+            f"{sq[ax] if q.ndim else 'scalar'})")
+    try:
+        jnp.broadcast_shapes(p.shape, q.shape)
+    except ValueError as err:
+        raise ValueError(f"{fn}: batch shapes of {names[0]} {p.shape} and {names[1]} {q.shape} "
+                         f"do not broadcast") from err
+    dtype = jnp.promote_types(p.dtype, q.dtype)
+    return p.astype(dtype), q.astype(dtype)
+
+
+def check_where(fn: str, where: Any, shape: Sequence[int]) -> jax.Array | None:
+    """Checks a boolean ``where`` mask against the (broadcast) input shape."""
+    if where is None:
+        return None
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"{fn}: where must be a boolean mask, got dtype {where.dtype}")
+    try:
+        out = jnp.broadcast_shapes(where.shape, tuple(shape))
+    except ValueError as err:
+        raise ValueError(f"{fn}: where of shape {where.shape} does not broadcast to the inputs' "
+                         f"shape {tuple(shape)}") from err
+    if out != tuple(shape):
+        raise ValueError(f"{fn}: where of shape {where.shape} would enlarge the inputs' shape "
+                         f"{tuple(shape)} to {out}")
+    return where
+
+
+def check_base(fn: str, base: Any) -> None:
+    """Checks a static logarithm base: None (nats) or a positive number other than 1."""
+    if base is None or isinstance(base, jax.core.Tracer):
+        return
+    b = float(base)
+    if not (b > 0 and b != 1):
+        raise ValueError(f"{fn}: base must be positive and not 1, got {base}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks: no-ops unless the caller opts in with `checked`.
+
+
+def _tolerance(dtype: Any, n: int) -> float:
+    eps = float(jnp.finfo(dtype).eps)
+    return max(float(np.sqrt(eps)), 4 * n * eps)
+
+
+def check_probabilities(fn: str, name: str, p: jax.Array, axis: int, *,
+                        normalized: bool = True) -> None:
+    """Value checks for a probability vector; reported only under :func:`checked`."""
+    checkify.debug_check(~jnp.any(jnp.isnan(p)), f"{fn}: argument {name} contains NaN")
+    checkify.debug_check(jnp.all(p >= 0), f"{fn}: argument {name} has negative entries "
+                         "(smallest {m})", m=jnp.min(p))
+    if normalized:
+        total = jnp.sum(p, axis=axis, dtype=jnp.promote_types(p.dtype, jnp.float32))
+        err = jnp.max(jnp.abs(total - 1))
+        tol = _tolerance(p.dtype, p.shape[axis])
+        checkify.debug_check(err <= tol, f"{fn}: argument {name} does not sum to 1 along axis "
+                             f"{axis} (largest error {{e}}, tolerance {tol:.1e})", e=err)
+
+
+def check_finite(fn: str, name: str, x: jax.Array) -> None:
+    """Value check that ``x`` has no NaN or infinity; reported only under :func:`checked`."""
+    checkify.debug_check(jnp.all(jnp.isfinite(x)), f"{fn}: argument {name} is not finite")
+
+
+def check_positive(fn: str, name: str, x: jax.Array) -> None:
+    """Value check that ``x > 0`` everywhere; reported only under :func:`checked`."""
+    checkify.debug_check(jnp.all(x > 0), f"{fn}: argument {name} must be > 0 "
+                         "(smallest {m})", m=jnp.min(x))
+
+
+def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps ``fn`` so that jaxdiv's value checks raise instead of passing silently.
+
+    Reports negative or unnormalised probabilities, NaN inputs, non-positive scales and
+    non-finite epsilons: which function, which argument and which check. Works on plain and on
+    jitted functions — ``checked(jax.jit(jaxdiv.kl_divergence))(p, q)`` — since
+    ``jax.experimental.checkify`` traces through ``jit``. The result of ``checked`` raises in
+    Python, so it is the outermost wrapper: to keep the checks inside your own ``jit``, call
+    ``jax.experimental.checkify.checkify(f)`` yourself and ``err.throw()`` outside it.
+
+    Without this wrapper the checks are no-ops and the functions follow IEEE arithmetic
+    (NaN in, NaN out).
+
+    Raises:
+      jax.experimental.checkify.JaxRuntimeError: when a check fails.
+    """
+    checkified = checkify.checkify(fn, errors=checkify.user_checks)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        err, out = checkified(*args, **kwargs)
+        err.throw()
+        return out
+
+    return wrapper

@@ -1,0 +1,357 @@
+r"""Information, entropy, cross-entropy, KL and Jensen-Shannon for discrete distributions.
+
+Probability vectors lie along ``axis`` (default -1, static under ``jax.jit``: use
+``jax.jit(f, static_argnames="axis")``); leading axes are batch axes and broadcast. Results are
+in nats, or in the logarithm ``base`` given (``base=2``: bits). ``(p, q)`` reads D(p || q): ``p``
+is the reference ("true", "target") distribution, as in scipy.
+
+Zero handling follows the limits: :math:`0 \log 0 = 0`, terms with :math:`p_i > 0 = q_i` are
+:math:`+\infty` (never NaN). Gradients are finite wherever the value is; the derivative of a
+:math:`p_i \log p_i` term at :math:`p_i = 0` is taken as 0, as in ``jax.scipy.special.rel_entr``.
+
+Inputs are not renormalised (scipy's ``entropy`` renormalises, these do not). Integer inputs
+are promoted to the default float; float16/bfloat16 inputs are computed and accumulated in
+float32 and the result is cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jaxdiv import _checks as C
+from jaxdiv._numerics import LOG2, finish, mask_of, masked_sum, safe, upcast
+
+__all__ = [
+    "binary_entropy",
+    "cross_entropy",
+    "cross_entropy_with_logits",
+    "entropy",
+    "entropy_with_logits",
+    "information",
+    "js_divergence",
+    "js_divergence_with_logits",
+    "kl_divergence",
+    "kl_divergence_with_logits",
+]
+
+
+def _pair(fn, p, q, axis, where, base, names=("p", "q"), probs=True):
+    """Shared argument handling for two-distribution functions."""
+    p, q = C.check_pair(fn, p, q, axis, names)
+    C.check_base(fn, base)
+    where = C.check_where(fn, where, jnp.broadcast_shapes(p.shape, q.shape))
+    if probs:
+        C.check_probabilities(fn, names[0], p, axis, normalized=where is None)
+        C.check_probabilities(fn, names[1], q, axis, normalized=where is None)
+    dtype, (p, q) = upcast(p, q)
+    return dtype, p, q, where
+
+
+def information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
+    r"""Self-information (surprisal) of an outcome of probability ``p``, elementwise.
+
+    .. math:: I(p) = -\log p.
+
+    :math:`I(0) = +\infty`, :math:`I(1) = 0`.
+
+    Args:
+      p: probabilities, any shape.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      ``-log p`` in the chosen unit, same shape and dtype as ``p``.
+    """
+    p = C.as_float("information", "p", p)
+    C.check_base("information", base)
+    C.check_probabilities("information", "p", p, -1, normalized=False) if p.ndim else None
+    dtype, (p,) = upcast(p)
+    return finish(-jnp.log(p), dtype, base)
+
+
+def entropy(p: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+            base: float | None = None) -> jax.Array:
+    r"""Shannon entropy of discrete distributions.
+
+    .. math:: H(p) = -\sum_i p_i \log p_i, \qquad 0 \log 0 := 0.
+
+    Ranges over :math:`[0, \log n]`; 0 for a one-hot ``p``. The gradient of a zero entry is 0.
+
+    Args:
+      p: probabilities along ``axis``, shape ``[..., n]``.
+      axis: the event axis (static under jit).
+      where: boolean mask broadcastable to ``p``; ``False`` entries leave the sum (no
+        renormalisation) and get zero gradient.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The entropy with ``axis`` reduced.
+
+    References:
+      Shannon, A Mathematical Theory of Communication, Bell System Technical Journal, 1948.
+    """
+    fn = "entropy"
+    p = C.check_one(fn, p, axis)
+    C.check_base(fn, base)
+    where = C.check_where(fn, where, p.shape)
+    C.check_probabilities(fn, "p", p, axis, normalized=where is None)
+    dtype, (p,) = upcast(p)
+    mask = mask_of(p > 0, where)
+    sp = safe(mask, p)
+    return finish(masked_sum(mask, -sp * jnp.log(sp), axis), dtype, base)
+
+
+def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
+    r"""Entropy of a Bernoulli(p) variable, elementwise.
+
+    .. math:: h(p) = -p \log p - (1 - p) \log (1 - p).
+
+    :math:`h(0) = h(1) = 0` and :math:`h(\tfrac12) = \log 2`. At the end points the derivative
+    of the vanishing :math:`x \log x` term is taken as 0.
+
+    Args:
+      p: success probabilities, any shape.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The entropy, same shape and dtype as ``p``.
+    """
+    p = C.as_float("binary_entropy", "p", p)
+    C.check_base("binary_entropy", base)
+    dtype, (p,) = upcast(p)
+    r = 1 - p
+    mp, mr = p > 0, r > 0
+    sp, sr = safe(mp, p), safe(mr, r)
+    h = -jnp.where(mp, sp * jnp.log(sp), 0) - jnp.where(mr, sr * jnp.log(sr), 0)
+    return finish(h, dtype, base)
+
+
+def cross_entropy(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
+                  where: ArrayLike | None = None, base: float | None = None) -> jax.Array:
+    r"""Cross-entropy of ``q`` relative to the reference ``p``.
+
+    .. math:: H(p, q) = -\sum_i p_i \log q_i = H(p) + \mathrm{KL}(p \,\|\, q).
+
+    Terms with :math:`p_i = 0` are 0 (whatever :math:`q_i`, with zero gradient); terms with
+    :math:`p_i > 0 = q_i` are :math:`+\infty`. :math:`\partial H / \partial q_i = -p_i / q_i`.
+
+    Args:
+      p: reference probabilities along ``axis``, shape ``[..., n]``.
+      q: model probabilities, broadcast-compatible with ``p``.
+      axis: the event axis (static under jit).
+      where: boolean mask; ``False`` entries leave the sum and get zero gradient.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The cross-entropy with ``axis`` reduced.
+    """
+    dtype, p, q, where = _pair("cross_entropy", p, q, axis, where, base)
+    mask = mask_of(p > 0, where)
+    sp, sq = safe(mask, p), safe(mask, q)
+    return finish(-masked_sum(mask, sp * jnp.log(sq), axis), dtype, base)
+
+
+def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
+                  where: ArrayLike | None = None, base: float | None = None) -> jax.Array:
+    r"""Kullback-Leibler divergence KL(p || q) between discrete distributions.
+
+    .. math:: \mathrm{KL}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i},
+       \qquad 0 \log \tfrac{0}{q_i} := 0.
+
+    Non-negative for normalised inputs, 0 iff ``p == q``. Terms with :math:`p_i > 0 = q_i`
+    are :math:`+\infty`. Gradients are finite wherever the value is: at :math:`p_i = 0` the
+    derivative in :math:`p_i` is taken as 0 (as in ``jax.scipy.special.rel_entr``) and the
+    derivative in :math:`q_i` is :math:`-p_i / q_i = 0`. One logarithm per element.
+
+    Args:
+      p: reference probabilities along ``axis``, shape ``[..., n]``.
+      q: probabilities, broadcast-compatible with ``p``.
+      axis: the event axis (static under jit).
+      where: boolean mask; ``False`` entries leave the sum and get zero gradient.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The divergence with ``axis`` reduced.
+
+    References:
+      Kullback & Leibler, On Information and Sufficiency, Ann. Math. Statist. 22(1), 1951.
+    """
+    dtype, p, q, where = _pair("kl_divergence", p, q, axis, where, base)
+    mask = mask_of(p > 0, where)
+    sp, sq = safe(mask, p), safe(mask, q)  # double where: no NaN gradients at p = 0
+    return finish(masked_sum(mask, sp * jnp.log(sp / sq), axis), dtype, base)
+
+
+def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
+                  where: ArrayLike | None = None, base: float | None = None) -> jax.Array:
+    r"""Jensen-Shannon divergence (not its square root, which scipy's ``jensenshannon`` returns).
+
+    .. math:: \mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(p \,\|\, m) + \tfrac12 \mathrm{KL}(q \,\|\, m),
+       \qquad m = \tfrac12 (p + q).
+
+    Symmetric, within :math:`[0, \log 2]` nats (1 bit); exactly :math:`\log 2` for disjoint
+    supports, where KL is infinite. Always finite, with finite gradients: the derivative of
+    the vanishing :math:`p_i \log p_i` part at :math:`p_i = 0` is taken as 0.
+
+    Args:
+      p: probabilities along ``axis``, shape ``[..., n]``.
+      q: probabilities, broadcast-compatible with ``p``.
+      axis: the event axis (static under jit).
+      where: boolean mask; ``False`` entries leave the sum and get zero gradient.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The divergence with ``axis`` reduced.
+
+    References:
+      Lin, Divergence Measures Based on the Shannon Entropy, IEEE Trans. Inf. Theory 37(1), 1991.
+    """
+    dtype, p, q, where = _pair("js_divergence", p, q, axis, where, base)
+    mp, mq = mask_of(p > 0, where), mask_of(q > 0, where)
+    sp, sq = safe(mp, p), safe(mq, q)
+    s = p + q  # > 0 wherever either mask holds
+    tp = jnp.where(mp, sp * jnp.log(2 * sp / safe(mp, s)), 0)
+    tq = jnp.where(mq, sq * jnp.log(2 * sq / safe(mq, s)), 0)
+    return finish(0.5 * jnp.sum(tp + tq, axis=axis), dtype, base)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logit twins. Entries with logit -inf have probability 0; `where` masks entries out of the
+# softmax itself (as jax.nn.log_softmax(where=)), so the distributions live on the kept entries.
+
+
+def _logits_pair(fn, logits_p, logits_q, axis, where, base):
+    return _pair(fn, logits_p, logits_q, axis, where, base, ("logits_p", "logits_q"), False)
+
+
+def _log_softmax(logits: jax.Array, axis: int, where: jax.Array | None):
+    """Returns (log-probabilities, probabilities) with masked entries at (-inf, 0)."""
+    if where is not None:
+        logits = jnp.where(where, logits, -jnp.inf)
+    m = jnp.max(logits, axis=axis, keepdims=True)
+    m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0))  # the shift cancels analytically
+    shifted = logits - m
+    e = jnp.exp(shifted)
+    z = jnp.sum(e, axis=axis, keepdims=True)
+    return shifted - jnp.log(z), e / z
+
+
+def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+                        base: float | None = None) -> jax.Array:
+    r"""Entropy of ``softmax(logits)``, computed in log space.
+
+    .. math:: H = -\sum_i p_i \log p_i, \qquad \log p = \mathrm{log\_softmax}(\ell).
+
+    Exact for log-probabilities too (their log-softmax is themselves). Logits of
+    :math:`-\infty` are zero-probability entries; finite at logits of :math:`\pm 10^4` in
+    float32, values and gradients.
+
+    Args:
+      logits: unnormalised log-probabilities along ``axis``, shape ``[..., n]``.
+      axis: the event axis (static under jit).
+      where: boolean mask; ``False`` entries are left out of the softmax and the sum.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The entropy with ``axis`` reduced.
+    """
+    fn = "entropy_with_logits"
+    logits = C.check_one(fn, logits, axis, "logits")
+    C.check_base(fn, base)
+    where = C.check_where(fn, where, logits.shape)
+    dtype, (logits,) = upcast(logits)
+    logp, p = _log_softmax(logits, axis, where)
+    mask = logp > -jnp.inf
+    return finish(masked_sum(mask, -p * safe(mask, logp, 0.0), axis), dtype, base)
+
+
+def cross_entropy_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1,
+                              where: ArrayLike | None = None,
+                              base: float | None = None) -> jax.Array:
+    r"""Cross-entropy :math:`H(p, q) = -\sum_i p_i \log q_i` with ``p, q = softmax(logits)``.
+
+    For integer labels or fixed probability targets, ``optax.softmax_cross_entropy`` and
+    ``optax.softmax_cross_entropy_with_integer_labels`` are the same quantity; this twin takes
+    the target as logits too. Terms with :math:`p_i = 0` are 0; :math:`p_i > 0` with a logit
+    :math:`\log q_i = -\infty` gives :math:`+\infty`.
+
+    Args:
+      logits_p: reference logits along ``axis``, shape ``[..., n]``.
+      logits_q: model logits, broadcast-compatible with ``logits_p``.
+      axis: the event axis (static under jit).
+      where: boolean mask; ``False`` entries are left out of both softmaxes and the sum.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The cross-entropy with ``axis`` reduced.
+    """
+    dtype, lp, lq, where = _logits_pair("cross_entropy_with_logits", logits_p, logits_q, axis,
+                                        where, base)
+    logp, p = _log_softmax(lp, axis, where)
+    logq, _ = _log_softmax(lq, axis, where)
+    mask = logp > -jnp.inf
+    return finish(-masked_sum(mask, p * safe(mask, logq, 0.0), axis), dtype, base)
+
+
+def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1,
+                              where: ArrayLike | None = None,
+                              base: float | None = None) -> jax.Array:
+    r"""KL(p || q) with ``p = softmax(logits_p)``, ``q = softmax(logits_q)``, in log space.
+
+    .. math:: \mathrm{KL}(p \,\|\, q) = \sum_i p_i (\log p_i - \log q_i).
+
+    Exact for log-probabilities as inputs. Entries with :math:`\log p_i = -\infty` contribute
+    0 with zero gradient; :math:`\log q_i = -\infty < \log p_i` gives :math:`+\infty`. Finite
+    and accurate at logits of :math:`\pm 10^4` in float32.
+
+    Args:
+      logits_p: reference logits along ``axis``, shape ``[..., n]``.
+      logits_q: logits, broadcast-compatible with ``logits_p``.
+      axis: the event axis (static under jit).
+      where: boolean mask; ``False`` entries are left out of both softmaxes and the sum.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The divergence with ``axis`` reduced.
+    """
+    dtype, lp, lq, where = _logits_pair("kl_divergence_with_logits", logits_p, logits_q, axis,
+                                        where, base)
+    logp, p = _log_softmax(lp, axis, where)
+    logq, _ = _log_softmax(lq, axis, where)
+    mask = logp > -jnp.inf
+    terms = p * (safe(mask, logp, 0.0) - safe(mask, logq, 0.0))
+    return finish(masked_sum(mask, terms, axis), dtype, base)
+
+
+def js_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1,
+                              where: ArrayLike | None = None,
+                              base: float | None = None) -> jax.Array:
+    r"""Jensen-Shannon divergence of ``softmax(logits_p)`` and ``softmax(logits_q)``.
+
+    .. math:: \mathrm{JS} = \tfrac12 \sum_i p_i (\log p_i - \log m_i) + q_i (\log q_i - \log m_i),
+       \qquad \log m = \mathrm{logaddexp}(\log p, \log q) - \log 2.
+
+    Within :math:`[0, \log 2]`; finite, with finite gradients, at any logits.
+
+    Args:
+      logits_p: logits along ``axis``, shape ``[..., n]``.
+      logits_q: logits, broadcast-compatible with ``logits_p``.
+      axis: the event axis (static under jit).
+      where: boolean mask; ``False`` entries are left out of both softmaxes and the sum.
+      base: logarithm base; ``None`` for nats, 2 for bits.
+
+    Returns:
+      The divergence with ``axis`` reduced.
+    """
+    dtype, lp, lq, where = _logits_pair("js_divergence_with_logits", logits_p, logits_q, axis,
+                                        where, base)
+    logp, p = _log_softmax(lp, axis, where)
+    logq, q = _log_softmax(lq, axis, where)
+    mp, mq = logp > -jnp.inf, logq > -jnp.inf
+    slp, slq = safe(mp, logp, 0.0), safe(mq, logq, 0.0)
+    off = jnp.where(mp | mq, -jnp.inf, 0.0)  # both masked: logaddexp(0, 0), never (-inf, -inf)
+    slm = jnp.logaddexp(jnp.where(mp, slp, off), jnp.where(mq, slq, off)) - LOG2
+    terms = jnp.where(mp, p * (slp - slm), 0) + jnp.where(mq, q * (slq - slm), 0)
+    return finish(0.5 * jnp.sum(terms, axis=axis), dtype, base)
