@@ -98,7 +98,7 @@ def entropy(p: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
     where = C.check_where(fn, where, p.shape)
     C.check_probabilities(fn, "p", p, axis, normalized=where is None)
     dtype, (p,) = upcast(p)
-    mask = mask_of(p > 0, where)
+    mask = mask_of(p != 0, where)
     sp = safe(mask, p)
     return finish(masked_sum(mask, -sp * jnp.log(sp), axis), dtype, base)
 
@@ -122,7 +122,7 @@ def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     C.check_base("binary_entropy", base)
     dtype, (p,) = upcast(p)
     r = 1 - p
-    mp, mr = p > 0, r > 0
+    mp, mr = p != 0, r != 0
     sp, sr = safe(mp, p), safe(mr, r)
     h = -jnp.where(mp, sp * jnp.log(sp), 0) - jnp.where(mr, sr * jnp.log(sr), 0)
     return finish(h, dtype, base)
@@ -148,7 +148,7 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
       The cross-entropy with ``axis`` reduced.
     """
     dtype, p, q, where = _pair("cross_entropy", p, q, axis, where, base)
-    mask = mask_of(p > 0, where)
+    mask = mask_of(p != 0, where)
     sp, sq = safe(mask, p), safe(mask, q)
     return finish(-masked_sum(mask, sp * jnp.log(sq), axis), dtype, base)
 
@@ -179,7 +179,7 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
       Kullback & Leibler, On Information and Sufficiency, Ann. Math. Statist. 22(1), 1951.
     """
     dtype, p, q, where = _pair("kl_divergence", p, q, axis, where, base)
-    mask = mask_of(p > 0, where)
+    mask = mask_of(p != 0, where)
     sp, sq = safe(mask, p), safe(mask, q)  # double where: no NaN gradients at p = 0
     return finish(masked_sum(mask, sp * jnp.log(sp / sq), axis), dtype, base)
 
@@ -209,7 +209,7 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
       Lin, Divergence Measures Based on the Shannon Entropy, IEEE Trans. Inf. Theory 37(1), 1991.
     """
     dtype, p, q, where = _pair("js_divergence", p, q, axis, where, base)
-    mp, mq = mask_of(p > 0, where), mask_of(q > 0, where)
+    mp, mq = mask_of(p != 0, where), mask_of(q != 0, where)
     sp, sq = safe(mp, p), safe(mq, q)
     s = p + q  # > 0 wherever either mask holds
     tp = jnp.where(mp, sp * jnp.log(2 * sp / safe(mp, s)), 0)
@@ -263,7 +263,7 @@ def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike |
     where = C.check_where(fn, where, logits.shape)
     dtype, (logits,) = upcast(logits)
     logp, p = _log_softmax(logits, axis, where)
-    mask = logp > -jnp.inf
+    mask = logp != -jnp.inf
     return finish(masked_sum(mask, -p * safe(mask, logp, 0.0), axis), dtype, base)
 
 
@@ -291,7 +291,7 @@ def cross_entropy_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
                                         where, base)
     logp, p = _log_softmax(lp, axis, where)
     logq, _ = _log_softmax(lq, axis, where)
-    mask = logp > -jnp.inf
+    mask = logp != -jnp.inf
     return finish(-masked_sum(mask, p * safe(mask, logq, 0.0), axis), dtype, base)
 
 
@@ -320,7 +320,7 @@ def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
                                         where, base)
     logp, p = _log_softmax(lp, axis, where)
     logq, _ = _log_softmax(lq, axis, where)
-    mask = logp > -jnp.inf
+    mask = logp != -jnp.inf
     terms = p * (safe(mask, logp, 0.0) - safe(mask, logq, 0.0))
     return finish(masked_sum(mask, terms, axis), dtype, base)
 
@@ -349,7 +349,7 @@ def js_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
                                         where, base)
     logp, p = _log_softmax(lp, axis, where)
     logq, q = _log_softmax(lq, axis, where)
-    mp, mq = logp > -jnp.inf, logq > -jnp.inf
+    mp, mq = logp != -jnp.inf, logq != -jnp.inf
     slp, slq = safe(mp, logp, 0.0), safe(mq, logq, 0.0)
     off = jnp.where(mp | mq, -jnp.inf, 0.0)  # both masked: logaddexp(0, 0), never (-inf, -inf)
     slm = jnp.logaddexp(jnp.where(mp, slp, off), jnp.where(mq, slq, off)) - LOG2
