@@ -2,10 +2,13 @@
 
 Every function is pure and goes through ``jax.jit``, ``jax.vmap`` and ``jax.grad``. Units are
 nats (``base=2`` for bits); ``(p, q)`` reads D(p || q) with ``p`` the reference distribution.
+Monte Carlo and quadrature estimators between densities live in ``jaxdiv.estimators``;
+model-facing loss blocks in ``jaxdiv.losses``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from jaxdiv import estimators, losses
 from jaxdiv._checks import checked
 from jaxdiv.discrete import (
     binary_entropy,
@@ -19,6 +22,29 @@ from jaxdiv.discrete import (
     kl_divergence,
     kl_divergence_with_logits,
 )
+from jaxdiv.distributions import Mixture, MultivariateNormal, Normal
+from jaxdiv.fdiv import (
+    alpha_divergence,
+    alpha_divergence_with_logits,
+    chi_square_divergence,
+    f_divergence,
+    hellinger_distance,
+    jeffreys_divergence,
+    renyi_divergence,
+    renyi_divergence_with_logits,
+    total_variation,
+)
+from jaxdiv.fit import fit, sweep
+from jaxdiv.gaussian import gaussian_kl, gaussian_w2
+from jaxdiv.transport import (
+    SinkhornResult,
+    energy_distance,
+    mmd,
+    sinkhorn,
+    sinkhorn_divergence,
+    sliced_wasserstein,
+    wasserstein_1d,
+)
 
 try:
     __version__ = version("jaxdiv")
@@ -26,16 +52,41 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "Mixture",
+    "MultivariateNormal",
+    "Normal",
+    "SinkhornResult",
     "__version__",
+    "alpha_divergence",
+    "alpha_divergence_with_logits",
     "binary_entropy",
     "checked",
+    "chi_square_divergence",
     "cross_entropy",
     "cross_entropy_with_logits",
+    "energy_distance",
     "entropy",
     "entropy_with_logits",
+    "estimators",
+    "f_divergence",
+    "fit",
+    "gaussian_kl",
+    "gaussian_w2",
+    "hellinger_distance",
     "information",
+    "jeffreys_divergence",
     "js_divergence",
     "js_divergence_with_logits",
     "kl_divergence",
     "kl_divergence_with_logits",
+    "losses",
+    "mmd",
+    "renyi_divergence",
+    "renyi_divergence_with_logits",
+    "sinkhorn",
+    "sinkhorn_divergence",
+    "sliced_wasserstein",
+    "sweep",
+    "total_variation",
+    "wasserstein_1d",
 ]
