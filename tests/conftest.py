@@ -1,8 +1,11 @@
 """Shared fixtures. float64 is enabled so references can be computed at full precision;
 tests of float32 behaviour cast their inputs to float32 explicitly."""
 
+import os
+
 import jax
 import pytest
+from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
 
@@ -15,3 +18,9 @@ def JIT(f):
 @pytest.fixture
 def rng():
     return jax.random.key(0)
+
+# Property tests: at least 200 examples each, derandomised so that failures reproduce.
+settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
