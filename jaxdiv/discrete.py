@@ -188,8 +188,8 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
                   where: ArrayLike | None = None, base: float | None = None) -> jax.Array:
     r"""Jensen-Shannon divergence (not its square root, which scipy's ``jensenshannon`` returns).
 
-    .. math:: \mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(p \,\|\, m) + \tfrac12 \mathrm{KL}(q \,\|\, m),
-       \qquad m = \tfrac12 (p + q).
+    .. math:: \mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(p \,\|\, m)
+       + \tfrac12 \mathrm{KL}(q \,\|\, m), \qquad m = \tfrac12 (p + q).
 
     Symmetric, within :math:`[0, \log 2]` nats (1 bit); exactly :math:`\log 2` for disjoint
     supports, where KL is infinite. Always finite, with finite gradients: the derivative of

@@ -1,6 +1,7 @@
 """Shared fixtures. float64 is enabled so references can be computed at full precision;
 tests of float32 behaviour cast their inputs to float32 explicitly."""
 
+import inspect
 import os
 
 import jax
@@ -11,8 +12,9 @@ jax.config.update("jax_enable_x64", True)
 
 
 def JIT(f):
-    """`jax.jit` with the usual static keyword arguments of jaxdiv functions."""
-    return jax.jit(f, static_argnames=("axis", "base"))
+    """`jax.jit` with the static keyword arguments (``axis``, ``base``) that ``f`` takes."""
+    names = [n for n in ("axis", "base") if n in inspect.signature(f).parameters]
+    return jax.jit(f, static_argnames=names)
 
 
 @pytest.fixture

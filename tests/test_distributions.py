@@ -118,7 +118,7 @@ def test_mixture_of_normals_against_scipy(rng):
         return mix.log_prob(x), mix.mean(), mix.variance(), mix.sample(key, (200_000,)), grads
 
     lp, mean, var, s, g = run(_mixture_1d(), x, rng)
-    pdf = lambda x: 0.3 * stats.norm.pdf(x, -2, 0.5) + 0.7 * stats.norm.pdf(x, 1.5, 1.2)  # noqa: E731
+    pdf = lambda x: 0.3 * stats.norm.pdf(x, -2, 0.5) + 0.7 * stats.norm.pdf(x, 1.5, 1.2)
     np.testing.assert_allclose(lp, np.log(pdf(x)), rtol=1e-12)
     ref_mean = integrate.quad(lambda x: x * pdf(x), -30, 30, epsabs=1e-13)[0]
     ref_var = integrate.quad(lambda x: (x - ref_mean) ** 2 * pdf(x), -30, 30, epsabs=1e-13)[0]

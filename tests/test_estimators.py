@@ -234,7 +234,7 @@ def test_forward_kl_from_samples(rng):
 
 
 def test_unnormalised_target(rng):
-    shifted = lambda x: P.log_prob(x) + 5.0  # noqa: E731  (Z = e^5)
+    shifted = lambda x: P.log_prob(x) + 5.0
     alphas = np.array([0.0, 0.5, 1.0])
 
     @jax.jit
@@ -355,7 +355,7 @@ def test_flagship_fit_to_a_bimodal_target(rng):
         (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(1500))
         return params
 
-    model = lambda p: Normal(p[0], jnp.exp(p[1]))  # noqa: E731
+    model = lambda p: Normal(p[0], jnp.exp(p[1]))
     init = jnp.array([0.3, 0.0])
     fwd = jax.jit(fit, static_argnums=0)(lambda p, k: grid_kl(target, model(p), grid), init)
     # the forward-KL optimum matches the mixture's moments

@@ -32,7 +32,7 @@ def test_fit_matches_closed_form_sgd_iterates(rng):
 def test_fit_uses_a_fresh_key_each_step(rng):
     # loss = w * u(key): with SGD(lr=1) the final w is w0 - sum of the per-step uniforms.
     loss = lambda w, key: w * jax.random.uniform(key)
-    w, losses = fit(loss, jnp.float64(0.0), optax.sgd(1.0), steps=10, key=rng)
+    w, _ = fit(loss, jnp.float64(0.0), optax.sgd(1.0), steps=10, key=rng)
     u = jax.vmap(jax.random.uniform)(jax.random.split(rng, 10))
     np.testing.assert_allclose(w, -u.sum(), rtol=1e-12)
     assert len(np.unique(np.asarray(u))) == 10

@@ -92,8 +92,8 @@ def test_mvn_gradients():
     s1, s2 = _spd(rng, 3), _spd(rng, 3)
     m1, m2 = rng.normal(size=3), rng.normal(size=3)
     l1, l2 = np.linalg.cholesky(s1), np.linalg.cholesky(s2)
-    kl = lambda a, b, la, lb: gaussian_kl(MVN(a, la), MVN(b, lb))  # noqa: E731
-    w2 = lambda a, b, la, lb: gaussian_w2(MVN(a, la), MVN(b, lb))  # noqa: E731
+    kl = lambda a, b, la, lb: gaussian_kl(MVN(a, la), MVN(b, lb))
+    w2 = lambda a, b, la, lb: gaussian_w2(MVN(a, la), MVN(b, lb))
     check_grads(kl, (m1, m2, l1, l2), order=2, modes=["rev"])
     # the Procrustes rotation is held fixed (envelope theorem): first order only
     check_grads(w2, (m1, m2, l1, l2), order=1, modes=["rev"])

@@ -28,12 +28,7 @@ from jaxdiv.losses import (
     vae_kl,
     wasserstein_critic_loss,
 )
-
-
-def JIT(f):
-    """``jax.jit`` with ``axis`` static (conftest's JIT also names ``base``, absent here)."""
-    return jax.jit(f, static_argnames="axis")
-
+from tests.conftest import JIT
 
 TRANSFORMS = [lambda f: f, JIT]
 IDS = ["eager", "jit"]
@@ -114,7 +109,7 @@ def test_distillation_t_squared_keeps_the_gradient_scale():
         np.testing.assert_allclose(grad(zs, t), ref, rtol=1e-10, atol=1e-15)
     # High-T limit (Hinton et al. Sec. 2.1): T^2 makes the gradient tend to the T-independent
     # (centred zs - centred zt) / n; the remaining correction is O(1/T) = 1e-3 relative.
-    center = lambda z: np.asarray(z) - np.mean(np.asarray(z), -1, keepdims=True)  # noqa: E731
+    center = lambda z: np.asarray(z) - np.mean(np.asarray(z), -1, keepdims=True)
     np.testing.assert_allclose(grad(zs, 1e3), (center(zs) - center(zt)) / 6, rtol=1e-2,
                                atol=1e-4)
 
@@ -334,7 +329,7 @@ def test_non_saturating_generator_gradient_identity():
     def two_js(theta):
         return 2 * js_divergence(p_r, jax.nn.softmax(theta))
 
-    grad = lambda f: jax.jit(jax.grad(f))(theta0)  # noqa: E731
+    grad = lambda f: jax.jit(jax.grad(f))(theta0)
     np.testing.assert_allclose(grad(ns), grad(kl_minus_2js), rtol=1e-10,
                                atol=1e-14)  # atol: entries near 0
     np.testing.assert_allclose(grad(mm), grad(two_js), rtol=1e-10, atol=1e-14)
@@ -389,7 +384,7 @@ def test_gradient_penalty_zero_gradient_is_finite(rng):
 
 
 Z = np.zeros((2, 3))
-CRITIC = lambda x: x.sum(-1)  # noqa: E731
+CRITIC = lambda x: x.sum(-1)
 _BAD_INPUT = [  # (call, exception, message): the function, the argument and the shapes
     (lambda: distillation_loss(Z, Z, temperature=0.0), ValueError,
      r"distillation_loss.*temperature"),

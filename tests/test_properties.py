@@ -186,7 +186,8 @@ def test_joint_convexity_of_kl(pq1, pq2, lam):
 def TWINS(lp, lq):
     return (J.kl_divergence_with_logits(lp, lq), J.js_divergence_with_logits(lp, lq),
             J.cross_entropy_with_logits(lp, lq), J.entropy_with_logits(lp),
-            J.alpha_divergence_with_logits(lp, lq, 0.3), J.renyi_divergence_with_logits(lp, lq, 2.0))
+            J.alpha_divergence_with_logits(lp, lq, 0.3),
+            J.renyi_divergence_with_logits(lp, lq, 2.0))
 
 
 @jax.jit

@@ -1,0 +1,424 @@
+"""Tests for jaxdiv.fdiv against float64 numpy formulas written out independently.
+
+The alpha/Renyi core is one jitted computation per shape, so sweeps over alpha are batched
+(an alpha per row) to keep the number of compilations, and the file's run time, small.
+"""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special as sp
+
+from jaxdiv.discrete import js_divergence, kl_divergence
+from jaxdiv.fdiv import (
+    alpha_divergence,
+    alpha_divergence_with_logits,
+    chi_square_divergence,
+    f_divergence,
+    hellinger_distance,
+    jeffreys_divergence,
+    renyi_divergence,
+    renyi_divergence_with_logits,
+    total_variation,
+)
+from tests.conftest import JIT
+
+INF = np.inf
+ALPHAS = np.array([-1.5, -0.3, 0.0, 0.2, 0.5, 0.8, 1.0, 1.3, 2.0, 4.0])
+
+
+TRANSFORMS = pytest.mark.parametrize("transform", [lambda f: f, JIT], ids=["eager", "jit"])
+
+
+def _pairs(seed, batch=4, n=6):
+    r = np.random.default_rng(seed)
+    return r.dirichlet(np.ones(n), batch), r.dirichlet(np.ones(n), batch)
+
+
+def _zero_p(p, cols=(0, 2)):
+    """p with zeros at `cols` (where q stays positive), renormalised."""
+    p = p.copy()
+    p[..., list(cols)] = 0.0
+    return p / p.sum(-1, keepdims=True)
+
+
+def _grid(x, alphas):
+    """x repeated once per alpha: shape [len(alphas), *x.shape], for an alpha per row."""
+    return np.broadcast_to(x, (len(alphas), *x.shape))
+
+
+# float64 references ---------------------------------------------------------------------------
+
+def ref_alpha(p, q, a):
+    """sum_i [a p + (1 - a) q - p^a q^(1-a)] / (a(1 - a)); = (1 - sum p^a q^(1-a)) / (a(1 - a))
+    for normalised p, q."""
+    if a == 1:
+        return (sp.rel_entr(p, q) - p + q).sum(-1)
+    if a == 0:
+        return (sp.rel_entr(q, p) - q + p).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where((p == 0) & (q == 0), 0.0, p**a * q ** (1 - a))
+    return (a * p + (1 - a) * q - m).sum(-1) / (a * (1 - a))
+
+
+def ref_renyi(p, q, a):
+    """log(sum p^a q^(1-a) / sum p) / (a - 1), with the limits at a = 0 (0+), 1 and inf."""
+    s = p.sum(-1)
+    with np.errstate(divide="ignore"):
+        if a == 1:
+            return sp.rel_entr(p, q).sum(-1) / s
+        if a == INF:
+            return np.where(p > 0, np.log(p) - np.log(q), -INF).max(-1)
+        if a == 0:
+            return -np.log(np.where(p > 0, q, 0).sum(-1) / s)
+        return np.log((p**a * q ** (1 - a)).sum(-1) / s) / (a - 1)
+
+
+def refs(ref, p, q, alphas):
+    return np.stack([ref(p, q, a) for a in alphas])
+
+
+# alpha and Renyi ------------------------------------------------------------------------------
+
+def test_alpha_divergence_matches_numpy():
+    p, q = _pairs(1)
+    pz = _zero_p(p)  # p = 0 < q: finite for alpha > 0, KL(q || p) = +inf for alpha <= 0
+    a = ALPHAS[:, None]
+    for x, y in ((p, q), (pz, q), (q, pz)):
+        out = alpha_divergence(_grid(x, a), _grid(y, a), a)
+        np.testing.assert_allclose(out, refs(ref_alpha, x, y, ALPHAS), rtol=1e-10)
+        if x is p:  # the textbook formula, for normalised inputs
+            b = ALPHAS[ALPHAS % 1 != 0][:, None, None]
+            textbook = (1 - (p**b * q ** (1 - b)).sum(-1)) / (b * (1 - b))[..., 0]
+            np.testing.assert_allclose(out[ALPHAS % 1 != 0], textbook, rtol=1e-10)
+        if x is pz:
+            assert np.all(out[ALPHAS <= 0] == INF)
+        if y is pz:
+            assert np.all(out[ALPHAS >= 1] == INF)
+    # Disjoint supports: 1 / (a (1 - a)) for a in (0, 1), with its derivative in alpha.
+    b = np.array([0.2, 0.5, 0.9])
+    val, dval = jax.jit(jax.vmap(jax.value_and_grad(alpha_divergence, 2), (None, None, 0)))(
+        np.array([0.5, 0.5, 0.0, 0.0]), np.array([0.0, 0.0, 0.3, 0.7]), b)
+    np.testing.assert_allclose(val, 1 / (b * (1 - b)), rtol=1e-12)
+    np.testing.assert_allclose(dval, -(1 - 2 * b) / (b * (1 - b)) ** 2, rtol=1e-12)
+    p32, q32 = p.astype(np.float32), q.astype(np.float32)
+    out = alpha_divergence(p32.T, q32.T, 0.7, axis=0)  # float32, event axis first
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, ref_alpha(p32.astype(float), q32.astype(float), 0.7),
+                               rtol=1e-5)
+
+
+def test_renyi_divergence_matches_numpy():
+    p, q = _pairs(2)
+    pz = _zero_p(p)
+    al = np.append(ALPHAS, INF)
+    a = al[:, None]
+    for x, y in ((p, q), (pz, q)):
+        out = renyi_divergence(_grid(x, a), _grid(y, a), a, base=2)
+        np.testing.assert_allclose(out, refs(ref_renyi, x, y, al) / np.log(2), rtol=1e-10,
+                                   atol=1e-15)  # atol: R_0 = -log 1 rounds to +-1e-16
+    assert np.all(out[al < 0] == -INF)  # the last pair (pz, q): negative order, p = 0 < q
+    out = renyi_divergence(_grid(q, a), _grid(pz, a), a)  # q = 0 < p: +inf from alpha = 1 on
+    assert np.all(out[al >= 1] == INF)
+    np.testing.assert_allclose(out[al < 1], refs(ref_renyi, q, pz, al[al < 1]), rtol=1e-10,
+                               atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+def test_limits_and_continuity_in_alpha(dtype, tol):
+    p, q = (x.astype(dtype) for x in _pairs(3))
+    kl_pq, kl_qp = kl_divergence(p, q), kl_divergence(q, p)
+    bc = np.sqrt(p.astype(np.float64) * q).sum(-1)
+    al = np.array([0.0, 1.0, 0.5, 1 + 1e-6, 1 - 1e-6, 1e-6, -1e-6], dtype)
+    a = al[:, None]
+    ad, rd = alpha_divergence(_grid(p, a), _grid(q, a), a), renyi_divergence(_grid(p, a),
+                                                                            _grid(q, a), a)
+    np.testing.assert_allclose(ad[:3], [kl_qp, kl_pq, 4 * (1 - bc)], rtol=tol)
+    np.testing.assert_allclose(rd[1:3], [kl_pq, -2 * np.log(bc)], rtol=tol)
+    # The issue's continuity requirement, in float32 too.
+    np.testing.assert_allclose(ad[3:5], [kl_pq, kl_pq], atol=1e-4)
+    np.testing.assert_allclose(rd[3:5], [kl_pq, kl_pq], atol=1e-4)
+    np.testing.assert_allclose(ad[5:], [kl_qp, kl_qp], atol=1e-4)
+
+
+def test_gradient_in_alpha():
+    p, q = _pairs(4)
+    r = np.log(p / q)
+    kl_pq, kl_qp = (p * r).sum(-1), (-q * r).sum(-1)
+    m2p, m2q = (p * r**2).sum(-1), (q * r**2).sum(-1)
+    h = 1e-5  # central differences at 1/2: truncation O(h^2), rounding O(eps / h)
+    fd = [(ref(p, q, 0.5 + h) - ref(p, q, 0.5 - h)) / (2 * h) for ref in (ref_alpha, ref_renyi)]
+    # At the ends: closed forms from the Taylor expansion of the log-moment in alpha (by hand).
+    want = {alpha_divergence: [kl_qp - m2q / 2, fd[0], m2p / 2 - kl_pq],
+            renyi_divergence: [kl_qp, fd[1], (m2p - kl_pq**2) / 2]}
+    pz = _zero_p(p)  # a last alpha row with zeros, at 1/2: finite, so its derivative matches
+    fd.append((ref_alpha(pz, q, 0.5 + h) - ref_alpha(pz, q, 0.5 - h)) / (2 * h))
+    al = np.array([0.0, 0.5, 1.0, INF])  # alpha: 0, 1/2, 1 and 1/2 (zeros); Renyi: inf, grad 0
+    for dtype, tol in ((np.float64, 1e-7), (np.float32, 1e-4)):  # 1e-7: the FD at 1/2
+        x, y = _grid(p.astype(dtype), al), _grid(q.astype(dtype), al)
+        xz = np.concatenate([x[:3], pz[None].astype(dtype)])
+        grads = jax.jit(lambda a, x=x, y=y, xz=xz: [
+            jax.grad(lambda a: alpha_divergence(xz, y, a).sum())(a.at[3].set(0.5)),
+            jax.grad(lambda a: renyi_divergence(x, y, a).sum())(a)])(al[:, None].astype(dtype))
+        want_a = [*np.sum(want[alpha_divergence], axis=-1), fd[2].sum()]
+        np.testing.assert_allclose(grads[0][:, 0], want_a, rtol=tol)
+        np.testing.assert_allclose(grads[1][:3, 0], np.sum(want[renyi_divergence], axis=-1),
+                                   rtol=tol)
+        assert grads[1][3, 0] == 0
+
+
+def test_gradients_in_p_q_finite_with_zeros():
+    p, q = _pairs(5)
+    pz = _zero_p(p)
+    funcs = [lambda p, q: alpha_divergence(p, q, jnp.array([0.5, 1.0, 2.0, 0.0])),
+             lambda p, q: renyi_divergence(p, q, jnp.array([0.5, 1.0, INF, 3.0])),
+             total_variation, hellinger_distance, chi_square_divergence,
+             lambda p, q: f_divergence(p, q, lambda t: t * jnp.log(t))]
+
+    def total(p, q):
+        vals = jnp.stack([fn(p, q) for fn in funcs])
+        return jnp.sum(jnp.where(jnp.isfinite(vals), vals, 0))  # alpha at 0 is KL(q || pz) = inf
+
+    a = 0.3  # interior: d/dp of alpha is (1 - p^(a-1) q^(1-a)) / (1 - a)
+    (dp, dq), dp_int = jax.jit(lambda pz, p, q: (
+        jax.grad(total, (0, 1))(pz, q),
+        jax.grad(lambda p: alpha_divergence(p, q, a).sum())(p)))(pz, p, q)
+    assert np.isfinite(dp).all() and np.isfinite(dq).all()  # a single where would NaN here
+    np.testing.assert_allclose(dp_int, (1 - p ** (a - 1) * q ** (1 - a)) / (1 - a), rtol=1e-10)
+
+
+def test_logit_twins_peaked_float32():
+    r = np.random.default_rng(6)
+    lp32, lq32 = (r.uniform(-100, 100, (64, 10)).astype(np.float32) for _ in range(2))
+    lp, lq = (sp.log_softmax(x.astype(np.float64), -1) for x in (lp32, lq32))
+    al = np.array([0.0, 0.3, 0.5, 1 - 1e-6, 1.0, 1.2, 2.0, 5.0, INF], np.float32)
+    with np.errstate(divide="ignore"):
+        L = np.stack([sp.logsumexp(a * lp + (1 - a) * lq, axis=-1) for a in al[:-1]])
+    kl = (np.exp(lp) * (lp - lq)).sum(-1)
+    ref_r = np.vstack([L[:1] / -1, L[1:4] / (al[1:4, None] - 1), kl, L[5:] / (al[5:8, None] - 1),
+                       (lp - lq).max(-1)])
+    ref_a = np.vstack([(np.exp(lq) * (lq - lp)).sum(-1),
+                       -np.expm1(L[1:4]) / (al[1:4] * (1 - al[1:4]))[:, None], kl])
+    a = al[:, None]
+
+    def renyi_sum(x, y):
+        g = [jnp.broadcast_to(v, (len(a), *v.shape)) for v in (x, y)]
+        rd = renyi_divergence_with_logits(*g, a)
+        return jnp.where(jnp.isfinite(rd), rd, 0).sum(), rd
+
+    (_, rd), g = jax.jit(jax.value_and_grad(renyi_sum, (0, 1), has_aux=True))(lp32, lq32)
+    assert rd.dtype == jnp.float32 and np.isfinite(rd).all()
+    assert all(np.isfinite(x).all() for x in g)
+    # atol: log_softmax computes log(sum exp) with float32 rounding, an absolute floor of ~1e-7
+    # per log-probability (as jax.nn.log_softmax), visible only where D is ~0 (same argmax).
+    np.testing.assert_allclose(rd, ref_r, rtol=1e-5, atol=2e-6)
+    b = a[:5]  # for alpha > 1 the value itself is ~e^(alpha * 200): only alpha <= 1 is finite
+    ad = alpha_divergence_with_logits(_grid(lp32, b), _grid(lq32, b), b)
+    np.testing.assert_allclose(ad, ref_a, rtol=1e-5, atol=2e-6)
+
+
+def test_logit_twins_match_probabilities():
+    p, q = _pairs(7)
+    pz = _zero_p(p)
+    with np.errstate(divide="ignore"):
+        lpz = np.log(pz)  # -inf logits are zero probabilities
+    al = np.array([-0.5, 0.0, 0.4, 1.0, 2.5, INF])
+    a, lq = al[:, None], np.log(q)
+    np.testing.assert_allclose(  # logits are unnormalised: a shift changes nothing
+        alpha_divergence_with_logits(_grid(lpz + 3, a[:-1]), _grid(lq, a[:-1]), a[:-1]),
+        refs(ref_alpha, pz, q, al[:-1]), rtol=1e-10)
+    np.testing.assert_allclose(
+        renyi_divergence_with_logits(_grid(lpz, a), _grid(lq - 3, a), a),
+        refs(ref_renyi, pz, q, al), rtol=1e-10)
+
+
+# generic f and the named members --------------------------------------------------------------
+
+def _xlogx(t):
+    return t * jnp.log(t)
+
+
+@TRANSFORMS
+def test_f_divergence(transform):
+    p, q = _pairs(8)
+    pz = _zero_p(p)
+    fkl = transform(lambda p, q: f_divergence(p, q, _xlogx))
+    for x, y in ((p, q), (pz, q)):  # t log t gives KL, with f(0+) = 0 rather than NaN
+        np.testing.assert_allclose(fkl(x, y), sp.rel_entr(x, y).sum(-1), rtol=1e-10)
+    np.testing.assert_array_equal(fkl(q, pz), INF)  # q = 0 < p, lim f(t)/t = inf
+    tv = transform(lambda p, q: f_divergence(p, q, lambda t: jnp.abs(t - 1) / 2,
+                                             f_at_infinity=0.5))
+    for x, y in ((p, q), (pz, q), (q, pz)):
+        np.testing.assert_allclose(tv(x, y), 0.5 * np.abs(x - y).sum(-1), rtol=1e-10)
+    if transform is JIT:
+        return
+    np.testing.assert_array_equal(f_divergence(pz, q, lambda t: -jnp.log(t)), INF)  # f(0) = inf
+    np.testing.assert_allclose(f_divergence(p, q, lambda t: (t - 1) ** 2),
+                               ((p - q) ** 2 / q).sum(-1), rtol=1e-10)
+    # f_at_zero overrides f(0+); entries with p = q = 0 add nothing; `where` drops entries.
+    qz = q.copy()
+    qz[:, 0] = 0.0  # p = q = 0 in column 0, p = 0 < q in column 2
+    np.testing.assert_allclose(f_divergence(pz, qz, _xlogx, f_at_zero=1.0),
+                               sp.rel_entr(pz, qz).sum(-1) + qz[:, 2], rtol=1e-10)
+    m = np.arange(6) != 3
+    np.testing.assert_allclose(f_divergence(p, q, _xlogx, where=m),
+                               sp.rel_entr(p, q)[:, m].sum(-1), rtol=1e-10)
+    dp = jax.grad(lambda p: f_divergence(p, q, _xlogx).sum())(pz)
+    np.testing.assert_array_equal(dp[:, [0, 2]], 0.0)  # the zero-mass convention
+    c = [1, 3, 4, 5]
+    np.testing.assert_allclose(dp[:, c], np.log(pz[:, c] / q[:, c]) + 1, rtol=1e-10)
+
+
+def _ref_named():
+    def chi2(p, q):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where((p == 0) & (q == 0), 0.0, (p - q) ** 2 / q).sum(-1)
+
+    return {total_variation: lambda p, q: 0.5 * np.abs(p - q).sum(-1),
+            hellinger_distance: lambda p, q: np.sqrt(
+                0.5 * ((np.sqrt(p) - np.sqrt(q)) ** 2).sum(-1)),
+            jeffreys_divergence: lambda p, q: (sp.rel_entr(p, q) + sp.rel_entr(q, p)).sum(-1),
+            chi_square_divergence: chi2}
+
+
+@TRANSFORMS
+def test_named_divergences_match_numpy(transform):
+    p, q = _pairs(9)
+    pz = _zero_p(p)
+    p32, q32 = p.astype(np.float32), q.astype(np.float32)
+    for fn, ref in _ref_named().items():
+        f = transform(fn)
+        for x, y in ((p, q), (pz, q), (q, pz)):
+            np.testing.assert_allclose(f(x, y), ref(x, y), rtol=1e-10)
+        if transform is JIT:  # once, compiled (eager runs op by op: slow to compile each)
+            np.testing.assert_allclose(jax.vmap(f)(p, q), ref(p, q), rtol=1e-10)
+            np.testing.assert_allclose(f(p.T, q.T, axis=0), ref(p, q), rtol=1e-10)
+            out32 = f(p32, q32)
+            assert out32.dtype == jnp.float32
+            np.testing.assert_allclose(out32, ref(p32.astype(float), q32.astype(float)),
+                                       rtol=1e-5)
+    if transform is JIT:
+        return
+    np.testing.assert_array_equal(hellinger_distance(p, p), 0.0)
+    disjoint = np.array([0.5, 0.5, 0.0, 0.0]), np.array([0.0, 0.0, 0.3, 0.7])
+    np.testing.assert_allclose(total_variation(*disjoint), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(hellinger_distance(*disjoint), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(jeffreys_divergence(p, q, base=2),
+                               _ref_named()[jeffreys_divergence](p, q) / np.log(2), rtol=1e-10)
+    g = jax.grad(lambda x: hellinger_distance(x, pz).sum())(pz)  # sqrt at 0, twice
+    np.testing.assert_array_equal(g, 0.0)
+    dq = jax.grad(lambda q: chi_square_divergence(p, q).sum())(q)
+    np.testing.assert_allclose(dq, 1 - (p / q) ** 2, rtol=1e-10)
+
+
+def test_where_masks():
+    p, q = _pairs(10, n=5)
+    pp, qq = np.hstack([p, np.full((4, 3), 0.2)]), np.hstack([q, np.full((4, 3), 0.1)])
+    al = np.array([0.3, 1.0, 1.0 + 1e-7, 2.0, INF])  # alpha uses the first four
+
+    @jax.jit
+    def all_values(p, q, where):
+        a = jnp.asarray(al)[:, None]
+        g4, g5 = ([jnp.broadcast_to(x, (k, *x.shape)) for x in (p, q)] for k in (4, 5))
+        return (alpha_divergence(*g4, a[:4], where=where), renyi_divergence(*g5, a, where=where),
+                [fn(p, q, where=where) for fn in _ref_named()])
+
+    def check(where, k):
+        ad, rd, named = all_values(pp, qq, where)
+        x, y = p[:, k], q[:, k]
+        for val, ref, a in ((ad, ref_alpha, al[:4]), (rd, ref_renyi, al)):
+            want = refs(ref, x, y, a)
+            np.testing.assert_allclose(np.delete(val, 2, 0), np.delete(want, 2, 0), rtol=1e-10)
+            np.testing.assert_allclose(val[2], want[2], rtol=1e-6)  # the float64 ref cancels
+        for val, ref in zip(named, _ref_named().values(), strict=True):
+            np.testing.assert_allclose(val, ref(x, y), rtol=1e-10)
+
+    # Junk in masked-out padding is ignored, in values and gradients.
+    check(np.arange(8) < 5, np.arange(5) < 5)
+    dp = jax.jit(jax.grad(lambda x: sum(jnp.sum(v) for v in jax.tree.leaves(
+        all_values(x, qq, np.arange(8) < 5)))))(pp)
+    np.testing.assert_array_equal(dp[:, 5:], 0.0)
+    # A mask that drops mass: the positive-measure alpha form, Renyi's incomplete form, both
+    # continuous at alpha = 1.
+    check((np.arange(8) < 5) & (np.arange(8) != 1), np.arange(5) != 1)
+    np.testing.assert_allclose(alpha_divergence_with_logits(np.log(pp), np.log(qq), 0.3,
+                                                            where=np.arange(8) < 5),
+                               ref_alpha(p, q, 0.3), rtol=1e-10)
+
+
+def test_jit_and_vmap_with_traced_alpha():
+    p, q = _pairs(13)
+    al = jnp.asarray([-0.5, 0.0, 0.5, 1.0, 2.0])
+    for fn, ref in ((alpha_divergence, ref_alpha), (renyi_divergence, ref_renyi)):
+        sweep = jax.jit(jax.vmap(lambda a, fn=fn: fn(p, q, a)))(al)  # an alpha sweep
+        np.testing.assert_allclose(sweep, refs(ref, p, q, al), rtol=1e-10, atol=1e-15)  # R_0 = 0
+    for fn, ref in ((alpha_divergence_with_logits, ref_alpha),
+                    (renyi_divergence_with_logits, ref_renyi)):
+        out = jax.vmap(JIT(fn), (0, 0, None))(np.log(p), np.log(q), 2.0)
+        np.testing.assert_allclose(out, ref(p, q, 2.0), rtol=1e-10)
+
+
+def test_inequalities_on_1000_pairs():
+    r = np.random.default_rng(11)
+    conc = r.choice([0.1, 0.5, 1.0, 5.0], size=(1000, 1))
+    p, q = r.gamma(conc, size=(1000, 8)), r.gamma(conc, size=(1000, 8))
+    p[r.random((1000, 8)) < 0.1] = 0.0  # zeros in p only: every Renyi order stays finite
+    p[:, 0] += 1e-3
+    q += 1e-300
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    al = np.array([0.0, 0.1, 0.5, 0.9, 0.999, 1.0, 1.001, 1.5, 2.0, 5.0, 20.0, INF])
+
+    @jax.jit  # one compilation for the lot
+    def values(p, q):
+        ren = jax.vmap(lambda a: renyi_divergence(p, q, a))(jnp.asarray(al))
+        return (total_variation(p, q), hellinger_distance(p, q), kl_divergence(p, q),
+                js_divergence(p, q), chi_square_divergence(p, q), ren,
+                alpha_divergence(p, q, 0.5))
+
+    tv, h, kl, js, chi, ren, a_half = values(p, q)
+    tol = 1e-12
+    assert np.all(tv <= np.sqrt(kl / 2) + tol)  # Pinsker
+    assert np.all(h**2 <= tv + tol) and np.all(tv <= np.sqrt(2) * h + tol)
+    assert np.all(js <= np.log(2) + tol)
+    assert np.all(kl <= np.log1p(chi) * (1 + tol))
+    assert np.isfinite(ren).all()
+    assert np.all(np.diff(ren, axis=0) >= -1e-10 * (1 + np.abs(ren[1:])))  # non-decreasing
+    np.testing.assert_allclose(ren[8], np.log1p(chi), rtol=1e-10)  # R_2 = log(1 + chi^2)
+    np.testing.assert_allclose(a_half, 4 * h**2, rtol=1e-9, atol=1e-14)
+
+
+def test_bad_input():
+    p, q = np.full((3, 4), 0.25), np.full((3, 5), 0.2)
+    for fn in (alpha_divergence, renyi_divergence, alpha_divergence_with_logits,
+               renyi_divergence_with_logits):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: .*\(3, 4\).*\(3, 5\)"):
+            fn(p, q, 0.5)
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: alpha of shape \(2,\).*\(3,\)"):
+            fn(p, p, np.ones(2))
+        with pytest.raises(TypeError, match=rf"{fn.__name__}: argument alpha"):
+            fn(p, p, "half")
+    for fn in (total_variation, hellinger_distance, chi_square_divergence, jeffreys_divergence):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: .*\(3, 4\).*\(3, 5\)"):
+            fn(p, q)
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: where of shape \(5,\)"):
+            fn(p, p, where=np.ones(5, bool))
+    with pytest.raises(ValueError, match=r"f_divergence: .*\(3, 4\).*\(3, 5\)"):
+        f_divergence(p, q, _xlogx)
+    with pytest.raises(TypeError, match="f_divergence: f must be a callable"):
+        f_divergence(p, p, "t log t")
+    with pytest.raises(ValueError, match="f_divergence: f must act elementwise"):
+        f_divergence(p, p, jnp.sum)
+    with pytest.raises(ValueError, match=r"f_divergence: f_at_infinity of shape \(4,\)"):
+        f_divergence(p, p, _xlogx, f_at_infinity=np.ones(4))
+
+
+def test_16bit_inputs_keep_dtype():
+    p, q = (jnp.asarray(x, jnp.bfloat16) for x in _pairs(12))
+    outs = jax.jit(lambda p, q: [
+        alpha_divergence(p, q, 0.5), renyi_divergence(p, q, 2.0), total_variation(p, q),
+        hellinger_distance(p, q), chi_square_divergence(p, q), jeffreys_divergence(p, q),
+        f_divergence(p, q, _xlogx)])(p, q)
+    for out in outs:
+        assert out.dtype == jnp.bfloat16 and np.isfinite(np.asarray(out, np.float32)).all()
