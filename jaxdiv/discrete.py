@@ -227,15 +227,22 @@ def _logits_pair(fn, logits_p, logits_q, axis, where, base):
 
 
 def _log_softmax(logits: jax.Array, axis: int, where: jax.Array | None):
-    """Returns (log-probabilities, probabilities) with masked entries at (-inf, 0)."""
+    """Returns (log-probabilities, probabilities) with masked entries at (-inf, 0).
+
+    The normaliser is :math:`\log(1 + t)` with :math:`t` the sum over all but the largest
+    entries, taken with ``log1p``: for peaked logits the largest log-probability, :math:`-t`,
+    stays accurate where :math:`\log(\sum e)` would round it to 0 (and so lose the entropy).
+    """
     if where is not None:
         logits = jnp.where(where, logits, -jnp.inf)
     m = jnp.max(logits, axis=axis, keepdims=True)
     m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0))  # the shift cancels analytically
     shifted = logits - m
     e = jnp.exp(shifted)
-    z = jnp.sum(e, axis=axis, keepdims=True)
-    return shifted - jnp.log(z), e / z
+    top = shifted == 0  # expm1(0) = 0 keeps the top entries' derivative, exp(0) = 1, in the sum
+    tail = jnp.sum(jnp.where(top, jnp.expm1(shifted), e), axis=axis, keepdims=True)
+    tail = tail + (jnp.sum(top, axis=axis, keepdims=True) - 1)
+    return shifted - jnp.log1p(tail), e / (1 + tail)
 
 
 def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
