@@ -227,7 +227,7 @@ def _logits_pair(fn, logits_p, logits_q, axis, where, base):
 
 
 def _log_softmax(logits: jax.Array, axis: int, where: jax.Array | None):
-    """Returns (log-probabilities, probabilities) with masked entries at (-inf, 0).
+    r"""Returns (log-probabilities, probabilities) with masked entries at (-inf, 0).
 
     The normaliser is :math:`\log(1 + t)` with :math:`t` the sum over all but the largest
     entries, taken with ``log1p``: for peaked logits the largest log-probability, :math:`-t`,
