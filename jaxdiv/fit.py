@@ -8,6 +8,7 @@ is that ``vmap`` with the sweep axis sharded over devices by JAX's own sharding.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -91,16 +92,26 @@ def sweep(fn: Callable[..., Any], *args: Any,
         raise ValueError(f"sweep: every argument needs the same leading sweep axis, got "
                          f"shapes {[jnp.shape(x) for x in leaves]}")
     (n,) = sizes
-    batched = jax.vmap(fn)
     if devices is None:
-        return jax.jit(batched)(*args)
-    devices = jax.devices() if devices == "all" else list(devices)
-    mesh = Mesh(np.asarray(devices), ("sweep",))
-    sharding = NamedSharding(mesh, PartitionSpec("sweep"))
+        return _program(fn, None)(*args)
+    devices = tuple(jax.devices() if devices == "all" else devices)
+    sharding = _sharding(devices)
     pad = -n % len(devices)
     if pad:
         index = np.concatenate([np.arange(n), np.full(pad, n - 1)])
         args = jax.tree.map(lambda x: x[index], args)
-    args = jax.device_put(args, sharding)
-    out = jax.jit(batched, out_shardings=sharding)(*args)
+    out = _program(fn, devices)(*jax.device_put(args, sharding))
     return jax.tree.map(lambda x: x[:n], out) if pad else out
+
+
+def _sharding(devices: tuple[jax.Device, ...]) -> NamedSharding:
+    return NamedSharding(Mesh(np.asarray(devices), ("sweep",)), PartitionSpec("sweep"))
+
+
+@functools.lru_cache(maxsize=64)
+def _program(fn: Callable[..., Any], devices: tuple[jax.Device, ...] | None) -> Callable:
+    """One jitted ``vmap(fn)`` per (function, devices), so that repeated sweeps (chunks of a
+    long one) reuse the compiled program instead of tracing a new ``vmap`` each call."""
+    if devices is None:
+        return jax.jit(jax.vmap(fn))
+    return jax.jit(jax.vmap(fn), out_shardings=_sharding(devices))

@@ -89,3 +89,15 @@ def test_sharded_sweep_equals_single_device():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "SHARDED-OK" in out.stdout
+
+
+def test_sweep_reuses_its_compiled_program():
+    calls = []
+
+    def one(x):
+        calls.append(1)  # runs once per trace, not per call
+        return 2 * x
+
+    for chunk in (jnp.arange(4.0), jnp.arange(4.0, 8.0), jnp.arange(8.0, 12.0)):
+        np.testing.assert_array_equal(sweep(one, chunk), 2 * np.asarray(chunk))
+    assert len(calls) == 1
