@@ -37,12 +37,23 @@ def as_float(fn: str, name: str, x: Any) -> jax.Array:
     except TypeError as err:
         raise TypeError(f"{fn}: argument {name} must be a real array, got {_describe(x)}") from err
     if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise TypeError(f"{fn}: argument {name} is complex ({x.dtype}); probabilities are real")
+        raise TypeError(f"{fn}: argument {name} is complex ({x.dtype}); expected real values")
     if not jnp.issubdtype(x.dtype, jnp.number) and x.dtype != jnp.bool_:
         raise TypeError(f"{fn}: argument {name} has non-numeric dtype {x.dtype}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jax.dtypes.canonicalize_dtype(np.float64))
     return x
+
+
+def check_key(fn: str, key: Any, name: str = "key") -> None:
+    """Checks that ``key`` is one PRNG key: ``jax.random.key(seed)`` or a raw uint32 key."""
+    dtype, ndim = getattr(key, "dtype", None), getattr(key, "ndim", None)
+    if dtype is not None and ((jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and ndim == 0)
+                              or (dtype == np.uint32 and ndim == 1)):
+        return
+    raise TypeError(f"{fn}: {name} must be one PRNG key, e.g. jax.random.key(0), got "
+                    f"{_describe(key)}{f' of dtype {dtype}' if dtype is not None else ''} "
+                    f"(jax.vmap over a batch of keys)")
 
 
 def event_axis(fn: str, shape: Sequence[int], axis: int, name: str = "p") -> int:
@@ -172,6 +183,8 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     Raises:
       jax.experimental.checkify.JaxRuntimeError: when a check fails.
     """
+    if not callable(fn):
+        raise TypeError(f"checked: fn must be a callable, got {type(fn).__name__}")
     checkified = checkify.checkify(fn, errors=checkify.user_checks)
 
     @functools.wraps(fn)

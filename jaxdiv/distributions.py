@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from typing import Any
 
 import jax
@@ -39,7 +40,7 @@ from jaxdiv._numerics import compute_dtype
 __all__ = ["Mixture", "MultivariateNormal", "Normal"]
 
 _LOG_2PI = math.log(2 * math.pi)
-_LITERAL = (bool, int, float, np.ndarray, np.generic, list, tuple)  # typed by the user
+_LITERAL = (bool, int, float, complex, np.ndarray, np.generic, list, tuple)  # typed by the user
 
 
 def _fields(obj: Any, cls: str, names: tuple[str, ...]) -> tuple[list, list] | None:
@@ -79,8 +80,8 @@ def _sample_shape(fn: str, sample_shape: Any) -> tuple[int, ...]:
     """Normalises a static ``sample_shape`` (an int or a tuple of ints)."""
     if isinstance(sample_shape, (int, np.integer)):
         sample_shape = (sample_shape,)
-    try:
-        shape = tuple(int(s) for s in sample_shape)
+    try:  # operator.index: ints, not floats (2.5) nor the characters of a string ("3")
+        shape = tuple(operator.index(s) for s in sample_shape)
     except (TypeError, jax.errors.ConcretizationTypeError) as err:
         raise TypeError(f"{fn}: sample_shape must be a static int or tuple of ints, got "
                         f"{sample_shape!r}") from err
@@ -165,12 +166,14 @@ class Normal:
     def log_prob(self, x: ArrayLike) -> jax.Array:
         """Log-density of ``x`` (shape broadcast-compatible with ``batch_shape``)."""
         dtype, loc, scale, x = self._params("Normal.log_prob", x=x)
+        _broadcast("Normal.log_prob", ("x", "the distribution"), x.shape, self.batch_shape)
         z = (x - loc) / scale
         return (-0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI).astype(dtype)
 
     def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
         """Reparameterised draws of shape ``sample_shape + batch_shape``."""
         fn = "Normal.sample"
+        C.check_key(fn, key)
         shape = _sample_shape(fn, sample_shape) + self.batch_shape
         dtype, loc, scale = self._params(fn)
         eps = jax.random.normal(key, shape, dtype=loc.dtype)
@@ -294,6 +297,7 @@ class MultivariateNormal:
     def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
         """Reparameterised draws of shape ``sample_shape + batch_shape + (d,)``."""
         fn = "MultivariateNormal.sample"
+        C.check_key(fn, key)
         shape = _sample_shape(fn, sample_shape) + self.batch_shape + self.event_shape
         dtype, loc, tril, _ = self._params(fn)
         eps = jax.random.normal(key, shape, dtype=loc.dtype)
@@ -423,6 +427,7 @@ class Mixture:
     def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
         """Draws of shape ``sample_shape + batch_shape + event_shape`` (no gradient to logits)."""
         fn = "Mixture.sample"
+        C.check_key(fn, key)
         shape = _sample_shape(fn, sample_shape)
         batch, event = self.batch_shape, self.event_shape
         key_k, key_x = jax.random.split(key)

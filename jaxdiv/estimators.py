@@ -134,6 +134,27 @@ def _mean(values: jax.Array) -> jax.Array:
     return jnp.mean(values, axis=0, dtype=compute_dtype(values.dtype)).astype(values.dtype)
 
 
+def _draws(x: Any, *dists: Any) -> tuple[Any, jax.Array]:
+    """16-bit draws (or grid) in float32, so that ``log_prob`` and the arithmetic run in float32.
+
+    Returns (the 16-bit dtype of the draws and the distributions' float parameters, to cast the
+    result back to, or None when that dtype is wider; the draws in their compute dtype).
+    """
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # integer draws (discrete distributions)
+        return None, x
+    params = [v for d in dists for v in jax.tree.leaves(d)
+              if isinstance(v, (jax.Array, np.ndarray)) and jnp.issubdtype(v.dtype, jnp.floating)]
+    dtype = jnp.result_type(x, *params)
+    low = dtype if jnp.finfo(dtype).bits < 32 else None
+    return low, x.astype(compute_dtype(x.dtype))
+
+
+def _cast_back(value: jax.Array, low: Any, *extra: Any) -> jax.Array:
+    """Casts a float32 result of 16-bit inputs back to ``low`` (promoted with ``extra``)."""
+    return value if low is None else value.astype(jnp.result_type(low, *extra))
+
+
 def _stop_gradient_params(fn: str, model: Any) -> Any:
     """The model with ``stop_gradient`` on its array leaves (for the path-derivative)."""
     leaves, treedef = jax.tree.flatten(model)
@@ -190,12 +211,15 @@ def forward_kl(key: jax.Array | None, target: Any, model: Any,
             raise ValueError(f"{fn}: target samples must have a non-empty leading sample axis, "
                              f"got shape {x.shape}")
         if num_samples is not None:
+            C.check_key(fn, key)
             idx = jax.random.randint(key, (_num_samples(fn, num_samples),), 0, x.shape[0])
             x = x[idx]
-        return _mean(-model.log_prob(x))
+        low, x = _draws(x, model)
+        return _cast_back(_mean(-model.log_prob(x)), low)
     target = _adapt(fn, "target", target, sample=True)
-    x = target.sample(key, (_num_samples(fn, num_samples),))
-    return _mean(target.log_prob(x) - model.log_prob(x))
+    C.check_key(fn, key)
+    low, x = _draws(target.sample(key, (_num_samples(fn, num_samples),)), target, model)
+    return _cast_back(_mean(target.log_prob(x) - model.log_prob(x)), low)
 
 
 def reverse_kl(key: jax.Array, target: Any, model: Any, num_samples: int, *,
@@ -242,9 +266,10 @@ def reverse_kl(key: jax.Array, target: Any, model: Any, num_samples: int, *,
         raise ValueError(f"{fn}: gradient must be 'reparam' or 'path', got {gradient!r}")
     target = _adapt(fn, "target", target, sample=False)
     model = _adapt(fn, "model", model, sample=True)
-    x = model.sample(key, (_num_samples(fn, num_samples),))
+    C.check_key(fn, key)
+    low, x = _draws(model.sample(key, (_num_samples(fn, num_samples),)), target, model)
     scorer = _stop_gradient_params(fn, model) if gradient == "path" else model
-    return _mean(scorer.log_prob(x) - target.log_prob(x))
+    return _cast_back(_mean(scorer.log_prob(x) - target.log_prob(x)), low)
 
 
 def js_divergence(key: jax.Array, target: Any, model: Any, num_samples: int) -> jax.Array:
@@ -274,11 +299,13 @@ def js_divergence(key: jax.Array, target: Any, model: Any, num_samples: int) -> 
     target = _adapt(fn, "target", target, sample=True)
     model = _adapt(fn, "model", model, sample=True)
     n = _num_samples(fn, num_samples)
+    C.check_key(fn, key)
     key_p, key_q = jax.random.split(key)
     xp, xq = target.sample(key_p, (n,)), model.sample(key_q, (n,))
+    (low, xp), (_, xq) = _draws(xp, target, model, xq), _draws(xq)
     tp = LOG2 - jax.nn.softplus(model.log_prob(xp) - target.log_prob(xp))
     tq = LOG2 - jax.nn.softplus(target.log_prob(xq) - model.log_prob(xq))
-    return 0.5 * (_mean(tp) + _mean(tq))
+    return _cast_back(0.5 * (_mean(tp) + _mean(tq)), low)
 
 
 def _check_alpha(fn: str, alpha: ArrayLike, batch: tuple[int, ...]) -> jax.Array:
@@ -318,7 +345,7 @@ def _alpha_core(log_p: jax.Array, log_q: jax.Array, alpha: jax.Array) -> jax.Arr
     :math:`p_i = q_i = 0` are skipped; the infinite :math:`\ell` of an entry where only one
     vanishes is taken at its limit.
     """
-    mp, mq = log_p > -jnp.inf, log_q > -jnp.inf
+    mp, mq = log_p != -jnp.inf, log_q != -jnp.inf  # NaN stays in: NaN in, NaN out
     lp, lq = safe(mp, log_p, 0.0), safe(mq, log_q, 0.0)
     ell = jnp.where(mp & mq, lp - lq, 0)
     p, q = jnp.where(mp, jnp.exp(lp), 0), jnp.where(mq, jnp.exp(lq), 0)
@@ -385,14 +412,14 @@ def alpha_divergence(key: jax.Array, target: Any, model: Any, num_samples: int,
     target = _adapt(fn, "target", target, sample=False)
     model = _adapt(fn, "model", model, sample=True)
     n = _num_samples(fn, num_samples)
-    x = model.sample(key, (n,))
+    C.check_key(fn, key)
+    low, x = _draws(model.sample(key, (n,)), target, model)
     ell = jnp.asarray(target.log_prob(x) - model.log_prob(x))
     alpha = _check_alpha(fn, alpha, ell.shape[1:])
     dtype = jnp.result_type(ell, alpha)
-    ell, alpha = ell.astype(compute_dtype(dtype)), alpha.astype(compute_dtype(dtype))
-    log_w = ell - logsumexp(ell, axis=0)  # self-normalised: sums to 1 over the draws
-    log_u = jnp.full_like(ell, -math.log(n))
-    return _alpha_core(log_w, log_u, alpha).astype(dtype)
+    out = _alpha_core(ell - logsumexp(ell, axis=0),  # self-normalised: sums to 1 over the draws
+                      jnp.full_like(ell, -math.log(n)), alpha.astype(compute_dtype(dtype)))
+    return _cast_back(out.astype(dtype), low, alpha)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,13 +427,18 @@ def alpha_divergence(key: jax.Array, target: Any, model: Any, num_samples: int,
 
 
 def _grid_logits(fn: str, target: Any, model: Any, grid: ArrayLike):
-    """log(trapezoid weight) + log density at each grid point, for target and model."""
+    """log(trapezoid weight) + log density at each grid point, for target and model.
+
+    Returns (the 16-bit dtype to cast the result back to, or None; the two logits), computed
+    in float32 for a 16-bit grid or distributions.
+    """
     target = _adapt(fn, "target", target, sample=False)
     model = _adapt(fn, "model", model, sample=False)
     grid = C.as_float(fn, "grid", grid)
     if grid.ndim != 1 or grid.shape[0] < 2:
         raise ValueError(f"{fn}: grid must be 1-D with at least 2 points, got shape "
                          f"{grid.shape}")
+    low, grid = _draws(grid, target, model)
     dx = jnp.diff(grid)
     C.check_positive(fn, "diff(grid)", dx)
     log_w = jnp.log(0.5 * jnp.concatenate([dx[:1], dx[1:] + dx[:-1], dx[-1:]]))
@@ -419,7 +451,7 @@ def _grid_logits(fn: str, target: Any, model: Any, grid: ArrayLike):
                              f"({grid.shape[0]}, ...) for a grid of shape {grid.shape}")
         out.append(log_w.reshape(log_w.shape + (1,) * (lp.ndim - 1)) + lp)
     nd = max(o.ndim for o in out)  # align the batch axes after the grid axis
-    return [o.reshape(o.shape + (1,) * (nd - o.ndim)) for o in out]
+    return low, *(o.reshape(o.shape + (1,) * (nd - o.ndim)) for o in out)
 
 
 def grid_kl(target: Any, model: Any, grid: ArrayLike) -> jax.Array:
@@ -444,8 +476,8 @@ def grid_kl(target: Any, model: Any, grid: ArrayLike) -> jax.Array:
     Returns:
       The divergence in nats (a scalar for unbatched densities).
     """
-    lp, lq = _grid_logits("grid_kl", target, model, grid)
-    return kl_divergence_with_logits(lp, lq, axis=0)
+    low, lp, lq = _grid_logits("grid_kl", target, model, grid)
+    return _cast_back(kl_divergence_with_logits(lp, lq, axis=0), low)
 
 
 def grid_js(target: Any, model: Any, grid: ArrayLike) -> jax.Array:
@@ -462,8 +494,8 @@ def grid_js(target: Any, model: Any, grid: ArrayLike) -> jax.Array:
     Returns:
       The divergence in nats (a scalar for unbatched densities).
     """
-    lp, lq = _grid_logits("grid_js", target, model, grid)
-    return js_divergence_with_logits(lp, lq, axis=0)
+    low, lp, lq = _grid_logits("grid_js", target, model, grid)
+    return _cast_back(js_divergence_with_logits(lp, lq, axis=0), low)
 
 
 def grid_alpha(target: Any, model: Any, grid: ArrayLike, alpha: ArrayLike) -> jax.Array:
@@ -487,9 +519,9 @@ def grid_alpha(target: Any, model: Any, grid: ArrayLike, alpha: ArrayLike) -> ja
       The divergence in nats (a scalar for unbatched densities).
     """
     fn = "grid_alpha"
-    lp, lq = _grid_logits(fn, target, model, grid)
+    low, lp, lq = _grid_logits(fn, target, model, grid)
     alpha = _check_alpha(fn, alpha, lp.shape[1:])
     dtype = jnp.result_type(lp, lq, alpha)
     cdt = compute_dtype(dtype)
     lp, lq = jax.nn.log_softmax(lp.astype(cdt), axis=0), jax.nn.log_softmax(lq.astype(cdt), axis=0)
-    return _alpha_core(lp, lq, alpha.astype(cdt)).astype(dtype)
+    return _cast_back(_alpha_core(lp, lq, alpha.astype(cdt)).astype(dtype), low, alpha)

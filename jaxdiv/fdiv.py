@@ -40,6 +40,11 @@ def _poly(coefs, x):
     return y
 
 
+def _pos(x):
+    """x > 0, or NaN: a NaN entry stays in the sums, so NaN in gives NaN out (IEEE)."""
+    return ~(x <= 0)
+
+
 def _ksum(mask, x, ax):
     return jnp.sum(jnp.where(mask, x, 0), axis=ax, keepdims=True)
 
@@ -85,7 +90,8 @@ def _run(fn, body, x, y, axis, where, base=None, alpha=None, logits=False):
     """Converts and checks the arguments, then computes ``body``."""
     names = ("logits_p", "logits_q") if logits else ("p", "q")
     x, y = C.as_float(fn, names[0], x), C.as_float(fn, names[1], y)
-    alpha = None if alpha is None else C.as_float(fn, "alpha", alpha)
+    if body in (_alpha, _renyi):  # a real alpha: None raises here, not deep in the body
+        alpha = C.as_float(fn, "alpha", alpha)
     if not isinstance(axis, (int, np.integer)):
         C.event_axis(fn, (), axis)  # raises the TypeError for a non-static axis
     C.check_base(fn, base)
@@ -106,10 +112,10 @@ def _run_checked(x, y, alpha, where, base, *, fn, body, axis, logits):
 def _parts(x, y, where, ax, logits):
     if logits:
         (lp, p), (lq, q) = _log_softmax(x, ax, where), _log_softmax(y, ax, where)
-        P, Q = lp > -jnp.inf, lq > -jnp.inf
+        P, Q = lp != -jnp.inf, lq != -jnp.inf  # NaN logits stay in (NaN out)
     else:
         p, q = x, y
-        P, Q = mask_of(p > 0, where), mask_of(q > 0, where)
+        P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
         lp, lq = jnp.log(safe(P & Q, p)), jnp.log(safe(P & Q, q))
     both, p_only, q_only = P & Q, P & ~Q, Q & ~P
     lp, lq = safe(both, lp, 0.0), safe(both, lq, 0.0)
@@ -356,7 +362,7 @@ def f_divergence(p: ArrayLike, q: ArrayLike, f: Callable[[jax.Array], jax.Array]
     dtype, p, q, where = _pair(fn, p, q, axis, where, None)
     shape = jnp.broadcast_shapes(p.shape, q.shape)
     ax = C.event_axis(fn, shape, axis)
-    P, Q = mask_of(p > 0, where), mask_of(q > 0, where)
+    P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
     both, p_only, q_only = P & Q, P & ~Q, Q & ~P
     sq = safe(both, q)
     ft = jnp.asarray(f(safe(both, p) / sq))
@@ -426,10 +432,10 @@ def hellinger_distance(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 
 def _hellinger(p, q, where, ax, *_):
-    P, Q = mask_of(p > 0, where), mask_of(q > 0, where)
+    P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
     diff = jnp.where(P, jnp.sqrt(safe(P, p)), 0) - jnp.where(Q, jnp.sqrt(safe(Q, q)), 0)
     h2 = 0.5 * jnp.sum(diff * diff, axis=ax)
-    pos = h2 > 0
+    pos = _pos(h2)
     return jnp.where(pos, jnp.sqrt(safe(pos, h2)), 0)
 
 
@@ -458,7 +464,7 @@ def chi_square_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 
 def _chi_square(p, q, where, ax, *_):
-    Q, p_only = mask_of(q > 0, where), mask_of((p > 0) & ~(q > 0), where)
+    Q, p_only = mask_of(_pos(q), where), mask_of(_pos(p) & ~_pos(q), where)
     total = masked_sum(Q, (p - q) ** 2 / safe(Q, q), ax)
     return jnp.where(jnp.any(p_only, axis=ax), jnp.inf, total)
 

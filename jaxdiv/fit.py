@@ -19,6 +19,8 @@ import optax
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxdiv import _checks as C
+
 __all__ = ["fit", "sweep"]
 
 Params = Any
@@ -52,6 +54,10 @@ def fit(loss_fn: Callable[[Params, jax.Array], jax.Array], params: Params,
         raise ValueError(f"fit: steps must be a static int >= 1, got {steps!r}")
     if not callable(loss_fn):
         raise TypeError(f"fit: loss_fn must be callable, got {type(loss_fn).__name__}")
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"fit: optimizer must be an optax GradientTransformation (with init and "
+                        f"update), got {type(optimizer).__name__}")
+    C.check_key("fit", key)
 
     def step(carry, k):
         params, opt_state = carry
@@ -84,6 +90,11 @@ def sweep(fn: Callable[..., Any], *args: Any,
     Returns:
       ``jax.vmap(fn)(*args)``; with ``devices``, its leaves are sharded along the sweep axis.
     """
+    if not callable(fn):
+        raise TypeError(f"sweep: fn must be callable, got {type(fn).__name__}")
+    if isinstance(devices, str) and devices != "all":
+        raise ValueError(f"sweep: devices must be None, 'all' or a sequence of devices, got "
+                         f"{devices!r}")
     leaves = jax.tree.leaves(args)
     if not leaves:
         raise ValueError("sweep: needs at least one array argument with a sweep axis")

@@ -117,7 +117,7 @@ def gaussian_kl(p: _Gaussian, q: _Gaussian) -> jax.Array:
 
 def _sqrt0(x: jax.Array) -> jax.Array:
     """sqrt with rounding negatives clipped to 0 and a zero (not infinite) gradient there."""
-    pos = x > 0
+    pos = ~(x <= 0)  # x > 0, or NaN (NaN in, NaN out)
     return jnp.where(pos, jnp.sqrt(safe(pos, x)), 0)
 
 

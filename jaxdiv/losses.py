@@ -123,6 +123,7 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
     zs, zt = C.check_pair(fn, student_logits, teacher_logits, axis,
                           ("student_logits", "teacher_logits"))
     _check_static(fn, "temperature", temperature, lambda t: bool(t > 0), "> 0")
+    where = C.check_where(fn, where, jnp.broadcast_shapes(zs.shape, zt.shape))
     dtype, (zs, zt) = upcast(zs, zt)
     t = jnp.asarray(temperature, zs.dtype)
     C.check_positive(fn, "temperature", t)
@@ -184,6 +185,7 @@ def policy_kl(old_logits: ArrayLike, new_logits: ArrayLike, *, axis: int = -1,
     """
     old, new = C.check_pair("policy_kl", old_logits, new_logits, axis,
                             ("old_logits", "new_logits"))
+    where = C.check_where("policy_kl", where, jnp.broadcast_shapes(old.shape, new.shape))
     return kl_divergence_with_logits(old, new, axis=axis, where=where)
 
 
@@ -260,6 +262,7 @@ def adaptive_kl_coefficient(beta: ArrayLike, kl: ArrayLike, target: ArrayLike, *
     dtype = jnp.result_type(beta, kl, target)
     beta, kl, target = beta.astype(dtype), kl.astype(dtype), target.astype(dtype)
     low, high = kl < target / tolerance, kl > target * tolerance
+    beta = jnp.where(jnp.isnan(kl) | jnp.isnan(target), jnp.nan, beta)  # NaN in, NaN out
     return jnp.where(low, beta / factor, jnp.where(high, beta * factor, beta))
 
 
@@ -378,12 +381,16 @@ def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: ArrayLik
       NeurIPS 2017.
     """
     fn = "gradient_penalty"
+    if not callable(critic_fn):
+        raise TypeError(f"{fn}: critic_fn must be a callable, got {type(critic_fn).__name__}")
     real, fake = _check_same(fn, real, fake, ("real", "fake"))
+    C.check_key(fn, key)
     if real.ndim == 0:
         raise ValueError(f"{fn}: real and fake are scalars; expected a batch of shape [B, ...]")
     b = real.shape[0]
-    eps = jax.random.uniform(key, (b,) + (1,) * (real.ndim - 1), jnp.float32).astype(real.dtype)
-    x_hat = fake + eps * (real - fake)
+    eps = jax.random.uniform(key, (b,) + (1,) * (real.ndim - 1), jnp.float32)
+    _, (rc, fc) = upcast(real, fake)  # interpolate in float32: one rounding to a 16-bit dtype
+    x_hat = (fc + eps.astype(rc.dtype) * (rc - fc)).astype(real.dtype)
     scores, vjp = jax.vjp(critic_fn, x_hat)
     if scores.shape not in ((b,), (b, 1)):
         raise ValueError(f"{fn}: critic_fn maps inputs of shape {x_hat.shape} to shape "
@@ -391,6 +398,6 @@ def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: ArrayLik
     (grad,) = vjp(jnp.ones_like(scores))
     dtype, (grad,) = upcast(grad)
     sq = jnp.sum(jnp.reshape(grad * grad, (b, -1)), axis=1)
-    pos = sq > 0
+    pos = ~(sq <= 0)  # sq > 0, or NaN (NaN in, NaN out)
     norm = jnp.where(pos, jnp.sqrt(safe(pos, sq)), 0.0)  # double where: finite grad at 0
     return (weight * (norm - 1) ** 2).astype(dtype)

@@ -103,8 +103,8 @@ def _positive(fn, name, value, dtype):
     value = jnp.asarray(value, dtype)
     if value.shape != ():
         raise ValueError(f"{fn}: {name} must be a scalar, got shape {value.shape}")
-    if not isinstance(value, jax.core.Tracer) and value <= 0:  # NaN, inf: check_finite below
-        raise ValueError(f"{fn}: {name} must be > 0, got {float(value)}")
+    if not isinstance(value, jax.core.Tracer) and not (0 < value < jnp.inf):
+        raise ValueError(f"{fn}: {name} must be finite and > 0, got {float(value)}")
     C.check_finite(fn, name, value)
     C.check_positive(fn, name, value)
     return value
@@ -342,7 +342,7 @@ def _root(s, p):
     """s ** (1 / p) with a finite (zero) gradient at s = 0 (double where)."""
     if p == 1:
         return s
-    pos = s > 0
+    pos = ~(s <= 0)  # s > 0, or NaN (which then propagates)
     return jnp.where(pos, safe(pos, s) ** (1.0 / p), 0)
 
 
@@ -451,6 +451,7 @@ def sliced_wasserstein(key: jax.Array, x: ArrayLike, y: ArrayLike, *,
       J. Math. Imaging Vis. 51, 2015.
     """
     fn = "sliced_wasserstein"
+    C.check_key(fn, key)
     _check_p(fn, p)
     dtype, x, y, _, _ = _clouds(fn, x, y, None, None)
     a = _weights_1d(fn, "a", a, x.shape[0], x.dtype)
@@ -473,7 +474,7 @@ def _sqdist(x, y):
 
 def _dist(x, y):
     d2 = _sqdist(x, y)
-    pos = d2 > 0
+    pos = ~(d2 <= 0)  # d2 > 0, or NaN (which then propagates)
     return jnp.where(pos, jnp.sqrt(safe(pos, d2)), 0)  # double where: finite gradient at 0
 
 
