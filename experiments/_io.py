@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -45,3 +46,25 @@ def save_figure(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> Pat
     """Saves a matplotlib figure atomically (the format from the suffix of ``path``)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return write_atomic(path, lambda f: fig.savefig(f, format=fmt, **savefig_kwargs))
+
+
+def exit_with_error(name: str, error: str) -> None:
+    """Bad command-line input: one line on stderr, exit status 2, nothing written."""
+    print(f"{name}: error: {error}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def write_outputs(out: Path, name: str, result: dict,
+                  make_figure: Callable[[], Any] | None = None) -> list[Path]:
+    """Writes ``NAME.json`` and, given ``make_figure``, ``NAME.png`` into ``out``, atomically,
+    then prints the wall time (``result["meta"]["wall_seconds"]``) and where they went."""
+    paths = [write_json(out / f"{name}.json", result)]
+    if make_figure is not None:
+        import matplotlib.pyplot as plt
+
+        fig = make_figure()
+        paths.append(save_figure(out / f"{name}.png", fig, dpi=120))
+        plt.close(fig)
+    print(f"wall time {result['meta']['wall_seconds']:.1f} s; wrote "
+          + ", ".join(str(p) for p in paths))
+    return paths

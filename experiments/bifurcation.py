@@ -407,19 +407,11 @@ def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
     error = validate(a)
     if error:
-        print(f"bifurcation: error: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        _io.exit_with_error("bifurcation", error)
     result = run(a)
     print(summary(result))
-    paths = [_io.write_json(a.out / "bifurcation.json", result)]
-    if not a.no_figure:
-        import matplotlib.pyplot as plt
-
-        fig = figure(result)
-        paths.append(_io.save_figure(a.out / "bifurcation.png", fig, dpi=120))
-        plt.close(fig)
-    print(f"wall time {result['meta']['wall_seconds']:.1f} s; wrote " +
-          ", ".join(str(p) for p in paths))
+    make_figure = None if a.no_figure else lambda: figure(result)
+    _io.write_outputs(a.out, "bifurcation", result, make_figure)
     return result
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -244,19 +243,11 @@ def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
     error = validate(a)
     if error:
-        print(f"mode_seeking: error: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        _io.exit_with_error("mode_seeking", error)
     result, curves = run(a)
     print(summary(result))
-    paths = [_io.write_json(a.out / "mode_seeking.json", result)]
-    if not a.no_figure:
-        import matplotlib.pyplot as plt
-
-        fig = figure(result, curves)
-        paths.append(_io.save_figure(a.out / "mode_seeking.png", fig, dpi=120))
-        plt.close(fig)
-    print(f"wall time {result['meta']['wall_seconds']:.1f} s; wrote " +
-          ", ".join(str(p) for p in paths))
+    make_figure = None if a.no_figure else lambda: figure(result, curves)
+    _io.write_outputs(a.out, "mode_seeking", result, make_figure)
     return result
 
 
