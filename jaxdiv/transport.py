@@ -104,7 +104,7 @@ def _positive(fn, name, value, dtype):
     if value.shape != ():
         raise ValueError(f"{fn}: {name} must be a scalar, got shape {value.shape}")
     if not isinstance(value, jax.core.Tracer) and not (0 < value < jnp.inf):
-        raise ValueError(f"{fn}: {name} must be finite and > 0, got {float(value)}")
+        raise ValueError(f"{fn}: {name} must be > 0 and finite, got {float(value)}")
     C.check_finite(fn, name, value)
     C.check_positive(fn, name, value)
     return value
