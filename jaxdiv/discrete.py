@@ -22,7 +22,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
-from jaxdiv._numerics import LOG2, finish, mask_of, masked_sum, safe, upcast
+from jaxdiv._numerics import LOG2, finish, logaddexp_finite, mask_of, masked_sum, safe, upcast
 
 __all__ = [
     "binary_entropy",
@@ -192,8 +192,13 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
        + \tfrac12 \mathrm{KL}(q \,\|\, m), \qquad m = \tfrac12 (p + q).
 
     Symmetric, within :math:`[0, \log 2]` nats (1 bit); exactly :math:`\log 2` for disjoint
-    supports, where KL is infinite. Always finite, with finite gradients: the derivative of
-    the vanishing :math:`p_i \log p_i` part at :math:`p_i = 0` is taken as 0.
+    supports, where KL is infinite. Always finite, with finite gradients. An entry where only
+    one of :math:`p_i, q_i` is 0 contributes :math:`\tfrac12 (p_i + q_i) \log 2`, and its
+    derivative in both is taken as :math:`\tfrac12 \log 2` (exact in the non-zero argument;
+    the one-sided derivative in the vanishing one is :math:`-\infty`).
+
+    One mask per entry (both non-zero), not one for each of :math:`p, q`: on XLA CPU the
+    single mask keeps the loop vectorised, about 3x faster than two.
 
     Args:
       p: probabilities along ``axis``, shape ``[..., n]``.
@@ -209,12 +214,15 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
       Lin, Divergence Measures Based on the Shannon Entropy, IEEE Trans. Inf. Theory 37(1), 1991.
     """
     dtype, p, q, where = _pair("js_divergence", p, q, axis, where, base)
-    mp, mq = mask_of(p != 0, where), mask_of(q != 0, where)
-    sp, sq = safe(mp, p), safe(mq, q)
-    s = p + q  # > 0 wherever either mask holds
-    tp = jnp.where(mp, sp * jnp.log(2 * sp / safe(mp, s)), 0)
-    tq = jnp.where(mq, sq * jnp.log(2 * sq / safe(mq, s)), 0)
-    return finish(0.5 * jnp.sum(tp + tq, axis=axis), dtype, base)
+    both = mask_of((p != 0) & (q != 0), where)  # NaN != 0: NaN propagates through the formula
+    sp, sq = safe(both, p), safe(both, q)
+    s = p + q
+    ss = safe(both, s, 2.0)  # 2 / (p + q) = 1 / m would overflow for subnormal p + q
+    terms = jnp.where(both, sp * jnp.log(2 * sp / ss) + sq * jnp.log(2 * sq / ss),
+                      s * LOG2)  # one entry 0: p log(2p / p) = p log 2, or the same in q
+    if where is not None:
+        terms = jnp.where(where, terms, 0)
+    return finish(0.5 * jnp.sum(terms, axis=axis), dtype, base)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,22 +235,38 @@ def _logits_pair(fn, logits_p, logits_q, axis, where, base):
 
 
 def _log_softmax(logits: jax.Array, axis: int, where: jax.Array | None):
-    r"""Returns (log-probabilities, probabilities) with masked entries at (-inf, 0).
+    r"""Returns ``(log p, p, support)`` for ``p = softmax(logits)`` along ``axis``.
+
+    ``support`` holds the entries with a logit above :math:`-\infty` (and in ``where``): those
+    with :math:`p_i > 0` in exact arithmetic, even where :math:`p_i` underflows to 0. Off the
+    support :math:`\log p` is the lowest finite float instead of :math:`-\infty`, so that
+    :math:`p \log p = 0` there, with finite derivatives, and no mask is needed.
 
     The normaliser is :math:`\log(1 + t)` with :math:`t` the sum over all but the largest
     entries, taken with ``log1p``: for peaked logits the largest log-probability, :math:`-t`,
     stays accurate where :math:`\log(\sum e)` would round it to 0 (and so lose the entropy).
+    The largest entries are those with :math:`e = \exp(\ell - \max \ell) = 1`, found as
+    ``floor(e)`` (1 there, 0 elsewhere since :math:`0 \le e \le 1`); ``e - floor(e)`` has the
+    derivatives of ``e`` to every order. No compare-and-select: on XLA CPU a select inside
+    these loops splits them into several passes over memory, 5-10x slower.
     """
     if where is not None:
         logits = jnp.where(where, logits, -jnp.inf)
+    support = logits != -jnp.inf  # NaN logits stay in (NaN out)
     m = jnp.max(logits, axis=axis, keepdims=True)
     m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0))  # the shift cancels analytically
     shifted = logits - m
     e = jnp.exp(shifted)
-    top = shifted == 0  # expm1(0) = 0 keeps the top entries' derivative, exp(0) = 1, in the sum
-    tail = jnp.sum(jnp.where(top, jnp.expm1(shifted), e), axis=axis, keepdims=True)
-    tail = tail + (jnp.sum(top, axis=axis, keepdims=True) - 1)
-    return shifted - jnp.log1p(tail), e / (1 + tail)
+    top = jnp.floor(e)
+    tail = (jnp.sum(e - top, axis=axis, keepdims=True)
+            + (jnp.sum(top, axis=axis, keepdims=True) - 1))
+    logp = jnp.maximum(shifted - jnp.log1p(tail), jnp.finfo(logits.dtype).min)
+    return logp, e / (1 + tail), support
+
+
+def _infinite_where(p_only: jax.Array, value: jax.Array, axis: int) -> jax.Array:
+    """``value``, or +inf where some entry has p > 0 = q (KL and cross-entropy diverge)."""
+    return jnp.where(jnp.any(p_only, axis=axis), jnp.inf, value)
 
 
 def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
@@ -269,9 +293,8 @@ def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike |
     C.check_base(fn, base)
     where = C.check_where(fn, where, logits.shape)
     dtype, (logits,) = upcast(logits)
-    logp, p = _log_softmax(logits, axis, where)
-    mask = logp != -jnp.inf
-    return finish(masked_sum(mask, -p * safe(mask, logp, 0.0), axis), dtype, base)
+    logp, p, _ = _log_softmax(logits, axis, where)
+    return finish(-jnp.sum(p * logp, axis=axis), dtype, base)
 
 
 def cross_entropy_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1,
@@ -296,10 +319,10 @@ def cross_entropy_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     """
     dtype, lp, lq, where = _logits_pair("cross_entropy_with_logits", logits_p, logits_q, axis,
                                         where, base)
-    logp, p = _log_softmax(lp, axis, where)
-    logq, _ = _log_softmax(lq, axis, where)
-    mask = logp != -jnp.inf
-    return finish(-masked_sum(mask, p * safe(mask, logq, 0.0), axis), dtype, base)
+    _, p, sp = _log_softmax(lp, axis, where)
+    logq, _, sq = _log_softmax(lq, axis, where)
+    ce = _infinite_where(sp & ~sq, -jnp.sum(p * logq, axis=axis), axis)
+    return finish(ce, dtype, base)
 
 
 def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1,
@@ -310,8 +333,9 @@ def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     .. math:: \mathrm{KL}(p \,\|\, q) = \sum_i p_i (\log p_i - \log q_i).
 
     Exact for log-probabilities as inputs. Entries with :math:`\log p_i = -\infty` contribute
-    0 with zero gradient; :math:`\log q_i = -\infty < \log p_i` gives :math:`+\infty`. Finite
-    and accurate at logits of :math:`\pm 10^4` in float32.
+    0 with zero gradient; :math:`\log q_i = -\infty < \log p_i` gives :math:`+\infty`, also
+    where :math:`p_i` underflows to 0 (the logits say :math:`p_i > 0`). Finite and accurate at
+    logits of :math:`\pm 10^4` in float32.
 
     Args:
       logits_p: reference logits along ``axis``, shape ``[..., n]``.
@@ -325,11 +349,10 @@ def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     """
     dtype, lp, lq, where = _logits_pair("kl_divergence_with_logits", logits_p, logits_q, axis,
                                         where, base)
-    logp, p = _log_softmax(lp, axis, where)
-    logq, _ = _log_softmax(lq, axis, where)
-    mask = logp != -jnp.inf
-    terms = p * (safe(mask, logp, 0.0) - safe(mask, logq, 0.0))
-    return finish(masked_sum(mask, terms, axis), dtype, base)
+    logp, p, sp = _log_softmax(lp, axis, where)
+    logq, _, sq = _log_softmax(lq, axis, where)
+    kl = _infinite_where(sp & ~sq, jnp.sum(p * (logp - logq), axis=axis), axis)
+    return finish(kl, dtype, base)
 
 
 def js_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1,
@@ -354,11 +377,8 @@ def js_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     """
     dtype, lp, lq, where = _logits_pair("js_divergence_with_logits", logits_p, logits_q, axis,
                                         where, base)
-    logp, p = _log_softmax(lp, axis, where)
-    logq, q = _log_softmax(lq, axis, where)
-    mp, mq = logp != -jnp.inf, logq != -jnp.inf
-    slp, slq = safe(mp, logp, 0.0), safe(mq, logq, 0.0)
-    off = jnp.where(mp | mq, -jnp.inf, 0.0)  # both masked: logaddexp(0, 0), never (-inf, -inf)
-    slm = jnp.logaddexp(jnp.where(mp, slp, off), jnp.where(mq, slq, off)) - LOG2
-    terms = jnp.where(mp, p * (slp - slm), 0) + jnp.where(mq, q * (slq - slm), 0)
+    logp, p, _ = _log_softmax(lp, axis, where)
+    logq, q, _ = _log_softmax(lq, axis, where)
+    logm = logaddexp_finite(logp, logq) - LOG2  # finite: the lowest float off the support
+    terms = p * (logp - logm) + q * (logq - logm)
     return finish(0.5 * jnp.sum(terms, axis=axis), dtype, base)

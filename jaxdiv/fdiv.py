@@ -111,8 +111,7 @@ def _run_checked(x, y, alpha, where, base, *, fn, body, axis, logits):
 
 def _parts(x, y, where, ax, logits):
     if logits:
-        (lp, p), (lq, q) = _log_softmax(x, ax, where), _log_softmax(y, ax, where)
-        P, Q = lp != -jnp.inf, lq != -jnp.inf  # NaN logits stay in (NaN out)
+        (lp, p, P), (lq, q, Q) = _log_softmax(x, ax, where), _log_softmax(y, ax, where)
     else:
         p, q = x, y
         P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)

@@ -316,3 +316,13 @@ def test_checked_reports_bad_values():
         kl(jnp.array([jnp.nan, 0.5]), q)
     # Without the wrapper: IEEE semantics, no exception.
     assert np.isnan(kl_divergence(jnp.array([jnp.nan, 0.5]), q))
+
+
+def test_logit_twins_infinite_where_p_underflows_and_q_vanishes():
+    # softmax([0, -1e4]) underflows to [1, 0] in float32, but the logits say p_2 > 0 = q_2:
+    # KL and cross-entropy are +inf (not NaN, not the 0 of the rounded probabilities).
+    lp = jnp.array([0.0, -1e4], jnp.float32)
+    lq = jnp.array([0.0, -jnp.inf], jnp.float32)
+    assert kl_divergence_with_logits(lp, lq) == jnp.inf
+    assert cross_entropy_with_logits(lp, lq) == jnp.inf
+    np.testing.assert_allclose(js_divergence_with_logits(lp, lq), 0.0, atol=1e-30)
