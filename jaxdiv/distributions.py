@@ -115,6 +115,12 @@ def _solve_lower(tril: jax.Array, v: jax.Array) -> jax.Array:
     return jnp.moveaxis(z, -1, 0).reshape((*full, d))
 
 
+def _mvn_log_prob(z: jax.Array, diag: jax.Array) -> jax.Array:
+    """-|z|^2 / 2 - sum log L_ii - d log(2 pi) / 2 for standardised ``z`` of shape [..., d]."""
+    d = z.shape[-1]
+    return -0.5 * jnp.sum(z * z, axis=-1) - jnp.sum(jnp.log(diag), axis=-1) - 0.5 * d * _LOG_2PI
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Normal:
@@ -178,6 +184,23 @@ class Normal:
         dtype, loc, scale = self._params(fn)
         eps = jax.random.normal(key, shape, dtype=loc.dtype)
         return (loc + scale * eps).astype(dtype)
+
+    def sample_and_log_prob(self, key: jax.Array,
+                            sample_shape: Any = ()) -> tuple[jax.Array, jax.Array]:
+        r"""``(x, log_prob(x))`` for reparameterised draws, ``log_prob`` from the noise.
+
+        With :math:`x = \mu + \sigma \epsilon`, :math:`\log q(x) = -\tfrac12 \epsilon^2
+        - \log \sigma - \tfrac12 \log 2\pi`: the same function of the parameters as
+        ``log_prob(sample(key))`` (values and gradients), without recovering
+        :math:`\epsilon = (x - \mu) / \sigma`. As ``distrax``'s method of the same name.
+        """
+        fn = "Normal.sample_and_log_prob"
+        C.check_key(fn, key)
+        shape = _sample_shape(fn, sample_shape) + self.batch_shape
+        dtype, loc, scale = self._params(fn)
+        eps = jax.random.normal(key, shape, dtype=loc.dtype)
+        log_prob = -0.5 * eps * eps - jnp.log(scale) - 0.5 * _LOG_2PI
+        return (loc + scale * eps).astype(dtype), log_prob.astype(dtype)
 
     def mean(self) -> jax.Array:
         dtype, loc, _ = self._params("Normal.mean")
@@ -291,8 +314,7 @@ class MultivariateNormal:
             raise ValueError(f"{fn}: x of shape {x.shape} does not end with the event size {d}")
         dtype, loc, tril, diag, x = self._params(fn, x=x)
         z = _solve_lower(tril, x - loc)
-        half_logdet = jnp.sum(jnp.log(diag), axis=-1)
-        return (-0.5 * jnp.sum(z * z, axis=-1) - half_logdet - 0.5 * d * _LOG_2PI).astype(dtype)
+        return _mvn_log_prob(z, diag).astype(dtype)
 
     def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
         """Reparameterised draws of shape ``sample_shape + batch_shape + (d,)``."""
@@ -303,6 +325,22 @@ class MultivariateNormal:
         eps = jax.random.normal(key, shape, dtype=loc.dtype)
         x = jnp.einsum("...ij,...j->...i", tril, eps, precision=lax.Precision.HIGHEST)
         return (loc + x).astype(dtype)
+
+    def sample_and_log_prob(self, key: jax.Array,
+                            sample_shape: Any = ()) -> tuple[jax.Array, jax.Array]:
+        r"""``(x, log_prob(x))`` for reparameterised draws, ``log_prob`` from the noise.
+
+        With :math:`x = \mu + L \epsilon`, :math:`\log q(x) = -\tfrac12 \|\epsilon\|^2 -
+        \sum_i \log L_{ii} - \tfrac d2 \log 2\pi`: the same function of the parameters as
+        ``log_prob(sample(key))``, without the triangular solve.
+        """
+        fn = "MultivariateNormal.sample_and_log_prob"
+        C.check_key(fn, key)
+        shape = _sample_shape(fn, sample_shape) + self.batch_shape + self.event_shape
+        dtype, loc, tril, diag = self._params(fn)
+        eps = jax.random.normal(key, shape, dtype=loc.dtype)
+        x = loc + jnp.einsum("...ij,...j->...i", tril, eps, precision=lax.Precision.HIGHEST)
+        return x.astype(dtype), _mvn_log_prob(eps, diag).astype(dtype)
 
     def mean(self) -> jax.Array:
         dtype, loc, *_ = self._params("MultivariateNormal.mean")

@@ -167,6 +167,21 @@ def _stop_gradient_params(fn: str, model: Any) -> Any:
                                         for leaf, is_array in zip(leaves, arrays, strict=True)])
 
 
+def _model_draws(fn: str, key: jax.Array, n: int, target: Any, model: Any, *,
+                 path: bool = False) -> tuple[Any, jax.Array, jax.Array]:
+    """(16-bit dtype or None, n reparameterised model draws, the model's log q at them).
+
+    A model with ``sample_and_log_prob`` gives log q from its noise (no standardising solve);
+    ``path`` stops the gradient through the model's parameters inside log q.
+    """
+    fast = not path and hasattr(model, "sample_and_log_prob")
+    x, log_q = model.sample_and_log_prob(key, (n,)) if fast else (model.sample(key, (n,)), None)
+    low, x = _draws(x, target, model)
+    if log_q is None or low is not None:  # (16-bit draws: log q again, from the float32 draws)
+        log_q = (_stop_gradient_params(fn, model) if path else model).log_prob(x)
+    return low, x, log_q
+
+
 # ---------------------------------------------------------------------------------------------
 # Monte Carlo estimators.
 
@@ -238,7 +253,9 @@ def reverse_kl(key: jax.Array, target: Any, model: Any, num_samples: int, *,
     ``gradient`` chooses the estimator of the gradient (the value is the same):
 
     - ``"reparam"``: differentiate everything, the total derivative through the samples and
-      through the model's parameters in :math:`\log q_\theta(x)`.
+      through the model's parameters in :math:`\log q_\theta(x)`. A model with
+      ``sample_and_log_prob(key, sample_shape)`` (jaxdiv's Normal and MultivariateNormal)
+      gives :math:`\log q` from its noise, the same function of the parameters, cheaper.
     - ``"path"``: the path derivative ("sticking the landing"): the parameters inside
       ``model.log_prob`` are wrapped in ``stop_gradient`` and gradients flow only through the
       samples. This drops the score term :math:`\nabla_\theta \log q_\theta(x)`, whose
@@ -267,9 +284,9 @@ def reverse_kl(key: jax.Array, target: Any, model: Any, num_samples: int, *,
     target = _adapt(fn, "target", target, sample=False)
     model = _adapt(fn, "model", model, sample=True)
     C.check_key(fn, key)
-    low, x = _draws(model.sample(key, (_num_samples(fn, num_samples),)), target, model)
-    scorer = _stop_gradient_params(fn, model) if gradient == "path" else model
-    return _cast_back(_mean(scorer.log_prob(x) - target.log_prob(x)), low)
+    low, x, log_q = _model_draws(fn, key, _num_samples(fn, num_samples), target, model,
+                                 path=gradient == "path")
+    return _cast_back(_mean(log_q - target.log_prob(x)), low)
 
 
 def js_divergence(key: jax.Array, target: Any, model: Any, num_samples: int) -> jax.Array:
@@ -413,8 +430,8 @@ def alpha_divergence(key: jax.Array, target: Any, model: Any, num_samples: int,
     model = _adapt(fn, "model", model, sample=True)
     n = _num_samples(fn, num_samples)
     C.check_key(fn, key)
-    low, x = _draws(model.sample(key, (n,)), target, model)
-    ell = jnp.asarray(target.log_prob(x) - model.log_prob(x))
+    low, x, log_q = _model_draws(fn, key, n, target, model)
+    ell = jnp.asarray(target.log_prob(x) - log_q)
     alpha = _check_alpha(fn, alpha, ell.shape[1:])
     dtype = jnp.result_type(ell, alpha)
     out = _alpha_core(ell - logsumexp(ell, axis=0),  # self-normalised: sums to 1 over the draws

@@ -109,6 +109,37 @@ def _mixture_1d():
                    Normal(jnp.array([-2.0, 1.5]), jnp.array([0.5, 1.2])))
 
 
+@pytest.mark.parametrize("kind", ["normal", "mvn"])
+def test_sample_and_log_prob_is_log_prob_of_the_sample(kind, rng):
+    # The same draws as sample(key), and log q from the noise equal to scipy's log-density at
+    # them; as functions of the parameters the two routes have the same gradient.
+    r = np.random.default_rng(3)
+    if kind == "normal":
+        params = (jnp.asarray(r.normal(size=3)), jnp.asarray(r.uniform(0.5, 2.0, size=3)))
+        make = Normal
+        ref = lambda x, p: stats.norm.logpdf(x, np.asarray(p[0]), np.asarray(p[1]))
+    else:
+        params = (jnp.asarray(r.normal(size=3)), jnp.asarray(np.linalg.cholesky(_spd(r, 3))))
+        make = MultivariateNormal
+        cov = np.asarray(params[1] @ params[1].T)
+        ref = lambda x, p: stats.multivariate_normal.logpdf(x, np.asarray(p[0]), cov)
+    d = make(*params)
+    x, lq = jax.jit(lambda d: d.sample_and_log_prob(rng, (7,)))(d)
+    np.testing.assert_allclose(x, d.sample(rng, (7,)), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(lq, ref(np.asarray(x), params), rtol=1e-12)
+
+    def via_noise(*p):
+        return jnp.sum(make(*p).sample_and_log_prob(rng, (7,))[1])
+
+    def via_log_prob(*p):
+        d = make(*p)
+        return jnp.sum(d.log_prob(d.sample(rng, (7,))))
+
+    for a, b in zip(jax.grad(via_noise, (0, 1))(*params), jax.grad(via_log_prob, (0, 1))(*params),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_mixture_of_normals_against_scipy(rng):
     x = np.linspace(-6, 6, 41)
 

@@ -388,7 +388,8 @@ def test_bad_input(rng):
         grid_kl(lambda x: jnp.zeros(3), Q, GRID)
     # value checks are opt-in: a negative JAX-array scale is reported under `checked`
     bad = Normal(1.0, jnp.array(-1.5))
-    with pytest.raises(checkify.JaxRuntimeError, match=r"Normal\.sample: argument scale"):
+    with pytest.raises(checkify.JaxRuntimeError,
+                       match=r"Normal\.sample_and_log_prob: argument scale"):
         checked(lambda k, m: reverse_kl(k, P, m, 10))(rng, bad)
     with pytest.raises(checkify.JaxRuntimeError, match=r"grid_alpha: argument diff\(grid\)"):
         checked(lambda g: grid_alpha(P, Q, g, 0.5))(np.linspace(3.0, -3.0, 7))
