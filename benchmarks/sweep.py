@@ -12,7 +12,9 @@ Rows: ``jaxdiv.fit, vmapped`` (``jax.jit(jax.vmap(fit))``, the program ``jaxdiv.
 on one device); ``Python loop of jitted fit`` (one fit per call; with more fits than
 ``--loop-fits`` the loop runs that many and its time is scaled up, as marked); ``hand-written
 scan + Adam`` (same loss, ``estimators.reverse_kl``); ``hand-written, loss too`` (the mixture
-and normal log-densities written out as well: the estimator's own overhead).
+and normal log-densities written out as well: the estimator's own overhead); ``draws only``
+(the same scan drawing the same normals and nothing else: a floor for any vmapped fit on
+this device, and so a ceiling on its speed-up over the loop).
 
 Command: ``python -m benchmarks.sweep`` (256 fits x 500 steps x 256 samples, CPU) or
 ``python -m benchmarks.sweep --fits 4096 --steps 2000 --samples 256`` (GPU). Prints a markdown
@@ -94,6 +96,17 @@ def hand_fit(loss, schedule, steps: int):
     return fit
 
 
+def draws_only(steps: int, samples: int):
+    """The sweep's random numbers alone: per fit, ``steps`` draws of ``samples`` normals."""
+    def run(key, prm):
+        def step(total, k):
+            return total + jnp.sum(jax.random.normal(k, (samples,))), None
+
+        return lax.scan(step, jnp.zeros(()), jax.random.split(key, steps))[0]
+
+    return run
+
+
 def interleaved(fns: dict, repeats: int) -> dict:
     """Seconds per call of each function in every round, the calls interleaved.
 
@@ -137,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     single = jax.jit(one)
     hand = jax.jit(jax.vmap(hand_fit(loss, schedule, args.steps)))
     hand_all = jax.jit(jax.vmap(hand_fit(hand_loss(args.samples), schedule, args.steps)))
+    draws = jax.jit(jax.vmap(draws_only(args.steps, args.samples)))
 
     n_loop = min(args.loop_fits, args.fits)
     loop_args = [(keys[i], jax.tree.map(lambda x, i=i: x[i], prm0)) for i in range(n_loop)]
@@ -147,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     cases = {"jaxdiv.fit, vmapped": (vmapped, lambda: vmapped(keys, prm0)),
              "Python loop of jitted fit": (single, loop),
              "hand-written scan + Adam": (hand, lambda: hand(keys, prm0)),
-             "hand-written, loss too": (hand_all, lambda: hand_all(keys, prm0))}
+             "hand-written, loss too": (hand_all, lambda: hand_all(keys, prm0)),
+             "draws only (the floor)": (draws, lambda: draws(keys, prm0))}
     compile_s = {name: compile_seconds(jitted, *(loop_args[0] if jitted is single
                                                   else (keys, prm0)))
                  for name, (jitted, _) in cases.items()}
@@ -173,12 +188,15 @@ def main(argv: list[str] | None = None) -> None:
             np.testing.assert_allclose(got, np.asarray(base[k][:len(got)]), rtol=1e-4,
                                        atol=1e-4, err_msg=name)
     loop_r, hand_r = rows[1]["time / jaxdiv.fit"], rows[2]["time / jaxdiv.fit"]
+    ceiling = float(np.median(rounds["Python loop of jitted fit"]
+                              / rounds["draws only (the floor)"]))
     print(header(f"benchmarks.sweep: {args.fits} reverse-KL Gaussian fits x {args.steps} Adam "
                  f"steps x {args.samples} samples"))
     print(table(rows))
     print(f"\nvmapped jaxdiv.fit vs Python loop: {loop_r:.2f}x faster; vs hand-written scan: "
           f"{100 * (1 / hand_r - 1):+.1f}% time (medians of the per-round ratios, "
           f"{args.repeats} rounds)")
+    print(f"ceiling set by the random draws alone: loop / draws only = {ceiling:.2f}x")
 
 
 if __name__ == "__main__":
