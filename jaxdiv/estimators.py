@@ -346,6 +346,22 @@ def _psi(b: jax.Array, ell: jax.Array) -> jax.Array:
     return jnp.where(small, series, jnp.expm1(safe(~small, z, 0.0)) / safe(~small, b))
 
 
+def _weighted_psi(log_w: jax.Array, b: jax.Array, ell: jax.Array) -> jax.Array:
+    r""":math:`w\,\psi(b, \ell)` with :math:`w = e^{\log w}`, in log space where it could overflow.
+
+    Where :math:`b\ell > 1`, :math:`e^{b\ell}` may overflow while
+    :math:`w e^{b\ell} = e^{\log w + b\ell}` (a term :math:`p^\alpha q^{1-\alpha}`) does not,
+    and :math:`w` may have underflowed to 0 (0 times inf would be NaN); there
+    :math:`(e^{\log w + b\ell} - w)/b` has no cancellation to fear. Elsewhere ``_psi``.
+    """
+    z = b * ell
+    far = z > 1
+    w = jnp.exp(log_w)
+    near = w * _psi(b, jnp.where(far, 0.0, ell))
+    away = (jnp.exp(jnp.where(far, log_w + z, 0.0)) - w) / jnp.where(far, b, 1.0)
+    return jnp.where(far, away, near)
+
+
 def _alpha_core(log_p: jax.Array, log_q: jax.Array, alpha: jax.Array) -> jax.Array:
     r"""Discrete :math:`(1 - \sum_i p_i^\alpha q_i^{1-\alpha}) / (\alpha (1 - \alpha))` over axis 0.
 
@@ -367,14 +383,14 @@ def _alpha_core(log_p: jax.Array, log_q: jax.Array, alpha: jax.Array) -> jax.Arr
     ell = jnp.where(mp & mq, lp - lq, 0)
     p, q = jnp.where(mp, jnp.exp(lp), 0), jnp.where(mq, jnp.exp(lq), 0)
     lo = alpha < 0.5  # which form; the other one is zeroed (no inf in a discarded branch)
-    a = jnp.where(lo, alpha, 0.0)  # form 1; p = 0 < q has psi(a, -inf)
-    psi_p0 = jnp.where(a > 0, -1 / jnp.where(a > 0, a, 1.0), -jnp.inf)
-    psi1 = jnp.where(mq & lo, jnp.where(mp, _psi(a, ell), psi_p0), 0)
-    d1 = -jnp.sum(q * psi1, axis=0) / (1 - a)
-    b = jnp.where(lo, 0.0, alpha - 1)  # form 2; q = 0 < p has psi(b, +inf)
-    psi_q0 = jnp.where(b < 0, -1 / jnp.where(b < 0, b, -1.0), jnp.inf)
-    psi2 = jnp.where(mp & ~lo, jnp.where(mq, _psi(b, ell), psi_q0), 0)
-    d2 = jnp.sum(p * psi2, axis=0) / (1 + b)
+    a = jnp.where(lo, alpha, 0.0)  # form 1; p = 0 < q has q psi(a, -inf) = -q/a (a > 0)
+    t1 = jnp.where(mp, _weighted_psi(lq, a, ell),
+                   jnp.where(a > 0, -q / jnp.where(a > 0, a, 1.0), -jnp.inf))
+    d1 = -jnp.sum(jnp.where(mq & lo, t1, 0), axis=0) / (1 - a)
+    b = jnp.where(lo, 0.0, alpha - 1)  # form 2; q = 0 < p has p psi(b, +inf) = -p/b (b < 0)
+    t2 = jnp.where(mq, _weighted_psi(lp, b, ell),
+                   jnp.where(b < 0, -p / jnp.where(b < 0, b, -1.0), jnp.inf))
+    d2 = jnp.sum(jnp.where(mp & ~lo, t2, 0), axis=0) / (1 + b)
     return jnp.where(lo, d1, d2)
 
 

@@ -401,3 +401,22 @@ def test_jit_with_static_arguments(rng):
     ref = jax.jit(lambda k: (reverse_kl(k, P, Q, 1000), alpha_divergence(k, P, Q, 1000, 0.5)))
     np.testing.assert_allclose([rev(rng, P, Q, 1000, gradient="path"), alpha(rng, P, Q, 1000, 0.5)],
                                ref(rng), rtol=1e-12)
+
+
+def test_grid_alpha_float32_far_apart_densities():
+    # N(0, 1) against N(8, 0.3^2): the log-ratio reaches hundreds, p^alpha q^(1 - alpha) must
+    # be formed in log space (q's density underflows where e^(alpha log(p/q)) overflows).
+    p32, q32 = Normal(jnp.float32(0.0), jnp.float32(1.0)), Normal(jnp.float32(8.0),
+                                                                  jnp.float32(0.3))
+    grid = jnp.linspace(-15.0, 15.0, 4001, dtype=jnp.float32)
+    for alpha in (-1.0, 0.3, 0.5, 0.7):
+        overlap = integrate.quad(lambda x, a=alpha: stats.norm.pdf(x, 0, 1) ** a
+                                 * stats.norm.pdf(x, 8, 0.3) ** (1 - a), -15, 15,
+                                 points=[0, 8], limit=200)[0]
+        ref = (1 - overlap) / (alpha * (1 - alpha))
+        got = grid_alpha(p32, q32, grid, alpha)
+        assert got.dtype == jnp.float32
+        np.testing.assert_allclose(got, ref, rtol=1e-3, err_msg=str(alpha))
+        assert np.isfinite(jax.grad(lambda a: grid_alpha(p32, q32, grid, a))(jnp.float32(alpha)))
+    # alpha = 2: the integral of p^2 / q is astronomically large here; inf in float32, not NaN
+    assert grid_alpha(p32, q32, grid, 2.0) > 1e30
