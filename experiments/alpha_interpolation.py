@@ -43,7 +43,6 @@ import argparse
 import concurrent.futures
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -60,12 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m experiments.alpha_interpolation",
         description="Fit one Gaussian to a mixture under the alpha-divergence for a grid of "
                     "alpha, from several starts, as one vmapped program.")
-    p.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.5],
-                   help="mixture weights, non-negative, summing to 1 (default: 0.5 0.5)")
-    p.add_argument("--means", type=float, nargs="+", default=[-2.0, 2.0],
-                   help="component means (default: -2 2)")
-    p.add_argument("--stds", type=float, nargs="+", default=[0.6, 0.6],
-                   help="component standard deviations, > 0 (default: 0.6 0.6)")
+    _io.add_target_arguments(p)
     p.add_argument("--alpha-min", type=float, default=-0.25, help="(default: -0.25)")
     p.add_argument("--alpha-max", type=float, default=1.25, help="(default: 1.25)")
     p.add_argument("--num-alpha", type=int, default=25,
@@ -83,32 +77,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="peak Adam learning rate, cosine-decayed to 1%% (default: 0.05)")
     p.add_argument("--grid-points", type=int, default=2001,
                    help="quadrature points of the exact divergence (default: 2001)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
-    p.add_argument("--out", type=Path, default=Path("results"),
-                   help="output folder (default: results/)")
-    p.add_argument("--no-figure", action="store_true", help="skip the PNG")
+    _io.add_output_arguments(p)
     return p.parse_args(argv)
 
 
 def validate(a: argparse.Namespace) -> str | None:
     """Returns a one-line error for bad command-line input, or None."""
-    k = len(a.weights)
-    if len(a.means) != k or len(a.stds) != k:
-        return (f"--weights, --means and --stds need the same length, got {k}, "
-                f"{len(a.means)}, {len(a.stds)}")
-    if k < 2:
-        return "the target needs at least two components"
+    error = _io.target_error(a)
+    if error:
+        return error
     if (a.init_means is None) != (a.init_stds is None) or (
             a.init_means is not None and len(a.init_means) != len(a.init_stds)):
         return "--init-means and --init-stds go together, with the same length"
-    values = [*a.weights, *a.means, *a.stds, *(a.init_means or []), *(a.init_stds or []),
-              a.alpha_min, a.alpha_max, a.learning_rate]
+    values = [*(a.init_means or []), *(a.init_stds or []), a.alpha_min, a.alpha_max,
+              a.learning_rate]
     if not all(math.isfinite(v) for v in values):
         return "every number must be finite"
-    if min(a.stds) <= 0 or min(a.init_stds or [1.0]) <= 0:
-        return "--stds and --init-stds must be > 0"
-    if min(a.weights) < 0 or abs(sum(a.weights) - 1) > 1e-6:
-        return f"--weights must be non-negative and sum to 1, got {a.weights}"
+    if min(a.init_stds or [1.0]) <= 0:
+        return "--init-stds must be > 0"
     if a.alpha_max <= a.alpha_min or a.num_alpha < 2:
         return "need --alpha-max > --alpha-min and --num-alpha >= 2"
     if a.steps < 1 or a.num_samples < 2 or a.grid_points < 101 or a.learning_rate <= 0:
@@ -121,8 +107,8 @@ def model_of(params: dict) -> jaxdiv.Normal:
     return jaxdiv.Normal(params["loc"], jnp.exp(params["log_scale"]))
 
 
-def run(a: argparse.Namespace) -> tuple[dict, dict]:
-    """All fits; returns the JSON-ready results and the loss curves."""
+def run(a: argparse.Namespace) -> dict:
+    """All fits; returns the JSON-ready results."""
     t0 = time.perf_counter()
     target = jaxdiv.Mixture(jnp.log(jnp.asarray(a.weights)),
                             jaxdiv.Normal(jnp.asarray(a.means), jnp.asarray(a.stds)))
@@ -204,7 +190,7 @@ def run(a: argparse.Namespace) -> tuple[dict, dict]:
                  "grid": [float(grid[0]), float(grid[-1])],
                  "wall_seconds": time.perf_counter() - t0},
     }
-    return result, {"losses": losses}
+    return result
 
 
 def summary(result: dict) -> str:
@@ -271,15 +257,7 @@ def figure(result: dict):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    a = parse_args(argv)
-    error = validate(a)
-    if error:
-        _io.exit_with_error("alpha_interpolation", error)
-    result, _ = run(a)
-    print(summary(result))
-    make_figure = None if a.no_figure else lambda: figure(result)
-    _io.write_outputs(a.out, "alpha_interpolation", result, make_figure)
-    return result
+    return _io.run_cli("alpha_interpolation", parse_args(argv), validate, run, summary, figure)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ import concurrent.futures
 import math
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -88,10 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--theory-points", type=int, default=161,
                    help="separations on the theory's fine grid (default: 161)")
     p.add_argument("--no-theory", action="store_true", help="skip the quadrature theory")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
-    p.add_argument("--out", type=Path, default=Path("results"),
-                   help="output folder (default: results/)")
-    p.add_argument("--no-figure", action="store_true", help="skip the PNG")
+    _io.add_output_arguments(p)
     return p.parse_args(argv)
 
 
@@ -404,15 +400,7 @@ def figure(result: dict):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    a = parse_args(argv)
-    error = validate(a)
-    if error:
-        _io.exit_with_error("bifurcation", error)
-    result = run(a)
-    print(summary(result))
-    make_figure = None if a.no_figure else lambda: figure(result)
-    _io.write_outputs(a.out, "bifurcation", result, make_figure)
-    return result
+    return _io.run_cli("bifurcation", parse_args(argv), validate, run, summary, figure)
 
 
 if __name__ == "__main__":

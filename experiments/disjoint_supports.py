@@ -41,7 +41,6 @@ import argparse
 import concurrent.futures
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -67,10 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epsilon", type=float, default=0.005,
                    help="Sinkhorn regularisation, absolute, in distance units (default: 0.005)")
     p.add_argument("--no-sinkhorn", action="store_true", help="skip the 2-D Sinkhorn check")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
-    p.add_argument("--out", type=Path, default=Path("results"),
-                   help="output folder (default: results/)")
-    p.add_argument("--no-figure", action="store_true", help="skip the PNG")
+    _io.add_output_arguments(p)
     return p.parse_args(argv)
 
 
@@ -230,15 +226,7 @@ def figure(result: dict):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    a = parse_args(argv)
-    error = validate(a)
-    if error:
-        _io.exit_with_error("disjoint_supports", error)
-    result = run(a)
-    print(summary(result))
-    make_figure = None if a.no_figure else lambda: figure(result)
-    _io.write_outputs(a.out, "disjoint_supports", result, make_figure)
-    return result
+    return _io.run_cli("disjoint_supports", parse_args(argv), validate, run, summary, figure)
 
 
 if __name__ == "__main__":

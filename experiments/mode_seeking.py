@@ -21,7 +21,6 @@ import argparse
 import concurrent.futures
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -40,12 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m experiments.mode_seeking",
         description="Fit one Gaussian to a mixture of 1-D Gaussians under forward KL, reverse "
                     "KL, JS and the Sinkhorn divergence, from several initialisations.")
-    p.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.5],
-                   help="mixture weights, non-negative, summing to 1 (default: 0.5 0.5)")
-    p.add_argument("--means", type=float, nargs="+", default=[-2.0, 2.0],
-                   help="component means (default: -2 2)")
-    p.add_argument("--stds", type=float, nargs="+", default=[0.6, 0.6],
-                   help="component standard deviations, > 0 (default: 0.6 0.6)")
+    _io.add_target_arguments(p)
     p.add_argument("--init-means", type=float, nargs="+", default=None,
                    help="initial model means, one run each (default: the mixture mean minus "
                         "and plus one mixture std)")
@@ -63,30 +57,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epsilon", type=float, default=0.5,
                    help="entropic regularisation of the Sinkhorn divergence, absolute, in "
                         "squared-distance units (default: 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
-    p.add_argument("--out", type=Path, default=Path("results"),
-                   help="output folder (default: results/)")
-    p.add_argument("--no-figure", action="store_true", help="skip the PNG")
+    _io.add_output_arguments(p)
     return p.parse_args(argv)
 
 
 def validate(a: argparse.Namespace) -> str | None:
     """Returns a one-line error for bad command-line input, or None."""
-    k = len(a.weights)
-    if len(a.means) != k or len(a.stds) != k:
-        return (f"--weights, --means and --stds need the same length, got {k}, "
-                f"{len(a.means)}, {len(a.stds)}")
-    if k < 2:
-        return "the target needs at least two components"
-    values = [*a.weights, *a.means, *a.stds, *(a.init_means or []), a.init_std or 1.0,
-              a.learning_rate, a.epsilon]
+    error = _io.target_error(a)
+    if error:
+        return error
+    values = [*(a.init_means or []), a.init_std or 1.0, a.learning_rate, a.epsilon]
     if not all(math.isfinite(v) for v in values):
         return "every number must be finite"
-    if min(a.stds) <= 0:
-        return f"--stds must be > 0, got {a.stds}"
-    if min(a.weights) < 0 or abs(sum(a.weights) - 1) > 1e-6:
-        return f"--weights must be non-negative and sum to 1, got {a.weights} (sum " \
-               f"{sum(a.weights):.6g})"
     if a.init_std is not None and a.init_std <= 0:
         return f"--init-std must be > 0, got {a.init_std}"
     if a.steps < 1 or a.num_samples < 2 or a.sinkhorn_samples < 2:
@@ -120,8 +102,9 @@ def objective(name: str, target: jaxdiv.Mixture, num_samples: int, sinkhorn_samp
     return sinkhorn
 
 
-def run(a: argparse.Namespace) -> dict:
-    """Fits every objective from every initialisation; returns the JSON-ready results."""
+def run(a: argparse.Namespace) -> tuple[dict, dict]:
+    """Fits every objective from every initialisation; returns the JSON-ready results and the
+    loss curves (for the figure)."""
     t0 = time.perf_counter()
     weights = jnp.asarray(a.weights)
     target = jaxdiv.Mixture(jnp.log(weights),
@@ -240,15 +223,7 @@ def figure(result: dict, curves: dict):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    a = parse_args(argv)
-    error = validate(a)
-    if error:
-        _io.exit_with_error("mode_seeking", error)
-    result, curves = run(a)
-    print(summary(result))
-    make_figure = None if a.no_figure else lambda: figure(result, curves)
-    _io.write_outputs(a.out, "mode_seeking", result, make_figure)
-    return result
+    return _io.run_cli("mode_seeking", parse_args(argv), validate, run, summary, figure)
 
 
 if __name__ == "__main__":
