@@ -144,6 +144,11 @@ def _stats(x):
     return np.mean(x, axis=0), np.std(x, axis=0)
 
 
+def _draws_and_log_prob(out):
+    """A sampler with its log-density: both compared on their mean and standard deviation."""
+    return (*_stats(out[0]), *_stats(out[1]))
+
+
 def _critic(x):
     """A smooth critic with input-gradient norms near 3.5 (far from 1), computing in float32."""
     x32 = x.astype(jnp.float32)
@@ -203,6 +208,8 @@ CASES = [
          lambda r: (*_normal(r), r.normal(size=(5, 4)) * 2)),
     Case("Normal.sample", lambda m, s: Normal(m, s).sample(KEY, (N,)), _normal,
          mc=True, post=_stats),
+    Case("Normal.sample_and_log_prob", lambda m, s: Normal(m, s).sample_and_log_prob(
+        KEY, (N,)), _normal, mc=True, post=_draws_and_log_prob),
     Case("Normal.mean", lambda m, s: Normal(m, s).mean(), _normal),
     Case("Normal.variance", lambda m, s: Normal(m, s).variance(), _normal),
     Case("Normal.entropy", lambda m, s: Normal(m, s).entropy(), _normal),
@@ -212,6 +219,8 @@ CASES = [
         m, c).scale_tril, lambda r: (r.normal(size=(3,)), (lambda t: t @ t.T)(_tril(r)))),
     Case("MultivariateNormal.sample", lambda m, t: MultivariateNormal(m, t).sample(KEY, (N,)),
          _mvn, mc=True, post=_stats),
+    Case("MultivariateNormal.sample_and_log_prob", lambda m, t: MultivariateNormal(
+        m, t).sample_and_log_prob(KEY, (N,)), _mvn, mc=True, post=_draws_and_log_prob),
     Case("MultivariateNormal.mean", lambda m, t: MultivariateNormal(m, t).mean(), _mvn),
     Case("MultivariateNormal.covariance",
          lambda m, t: MultivariateNormal(m, t).covariance(), _mvn),
