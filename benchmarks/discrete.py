@@ -8,7 +8,8 @@ reach?
 Command: ``python -m benchmarks.discrete`` (CPU, with scipy) or
 ``python -m benchmarks.discrete --rows 65536 --cols 4096 --no-scipy`` (GPU). Prints a markdown
 table with compile time, steady-state time, the ratio to scipy and the fraction of the
-``sum(p + q)`` kernel's bandwidth, for ``benchmarks/RESULTS.md``.
+``sum(p + q)`` kernel's bandwidth, for ``benchmarks/RESULTS.md``. Two gradient rows: jaxdiv's
+KL-with-logits and the same KL written with ``jax.nn.log_softmax``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import numpy as np
 
 import jaxdiv
 from benchmarks._timing import compile_seconds, header, steady, table
+
+
+def _plain_kl(lp, lq):
+    logp, logq = jax.nn.log_softmax(lp, -1), jax.nn.log_softmax(lq, -1)
+    return jnp.sum(jnp.exp(logp) * (logp - logq))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,6 +51,12 @@ def main(argv: list[str] | None = None) -> None:
         "entropy": (lambda p, q: jaxdiv.entropy(p), (p, q), "stats.entropy(p, axis=-1)"),
         "kl_divergence_with_logits": (jaxdiv.kl_divergence_with_logits, (lp, lq),
                                       "rel_entr(softmax(lp), softmax(lq)).sum(-1)"),
+        # Training losses need the gradient: jaxdiv's against the same KL written with
+        # jax.nn.log_softmax (NaN-prone at -inf logits, so only a yardstick).
+        "grad of kl_divergence_with_logits": (
+            jax.grad(lambda a, b: jaxdiv.kl_divergence_with_logits(a, b).sum(), (0, 1)),
+            (lp, lq), None),
+        "grad of log_softmax KL (jax.nn)": (jax.grad(_plain_kl, (0, 1)), (lp, lq), None),
     }
     refs = {}
     if not args.no_scipy:
