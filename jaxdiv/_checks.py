@@ -106,6 +106,14 @@ def check_pair(fn: str, p: Any, q: Any, axis: int,
     return p.astype(dtype), q.astype(dtype)
 
 
+def broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` without enlarging it."""
+    try:
+        return jnp.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except ValueError:
+        return False
+
+
 def check_where(fn: str, where: Any, shape: Sequence[int]) -> jax.Array | None:
     """Checks a boolean ``where`` mask against the (broadcast) input shape."""
     if where is None:

@@ -237,6 +237,11 @@ def _logits_pair(fn, logits_p, logits_q, axis, where, base):
     return _pair(fn, logits_p, logits_q, axis, where, base, ("logits_p", "logits_q"), False)
 
 
+def _masked(logits, where):
+    """``logits`` with the entries outside ``where`` at -inf (out of the softmax)."""
+    return logits if where is None else jnp.where(where, logits, -jnp.inf)
+
+
 def _log_softmax(logits: jax.Array, axis: int, where: jax.Array | None):
     r"""Returns ``(log p, p, support)`` for ``p = softmax(logits)`` along ``axis``.
 
@@ -258,8 +263,7 @@ def _log_softmax(logits: jax.Array, axis: int, where: jax.Array | None):
     derivatives of ``e`` to every order. No compare-and-select: on XLA CPU a select inside
     these loops splits them into several passes over memory, 4-7x slower.
     """
-    if where is not None:
-        logits = jnp.where(where, logits, -jnp.inf)
+    logits = _masked(logits, where)
     support = logits != -jnp.inf  # NaN logits stay in (NaN out)
     m = jnp.max(logits, axis=axis, keepdims=True)
     m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0))  # the shift cancels analytically
@@ -349,10 +353,6 @@ def _js_logits_jvp(axis, primals, tangents):
     dlp, dlq = tangents
     djs = 0.5 * jnp.sum(p * (a - kp) * dlp + q * (b - kq) * dlq, axis=axis)
     return 0.5 * jnp.squeeze(kp + kq, axis), djs
-
-
-def _masked(logits, where):
-    return logits if where is None else jnp.where(where, logits, -jnp.inf)
 
 
 def _core_args(lp, lq, where, axis):

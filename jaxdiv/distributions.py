@@ -176,14 +176,18 @@ class Normal:
         z = (x - loc) / scale
         return (-0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI).astype(dtype)
 
-    def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
-        """Reparameterised draws of shape ``sample_shape + batch_shape``."""
-        fn = "Normal.sample"
+    def _draw(self, fn: str, key: jax.Array, sample_shape: Any):
+        """(dtype, draws x = loc + scale * eps in the compute dtype, eps, scale)."""
         C.check_key(fn, key)
         shape = _sample_shape(fn, sample_shape) + self.batch_shape
         dtype, loc, scale = self._params(fn)
         eps = jax.random.normal(key, shape, dtype=loc.dtype)
-        return (loc + scale * eps).astype(dtype)
+        return dtype, loc + scale * eps, eps, scale
+
+    def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
+        """Reparameterised draws of shape ``sample_shape + batch_shape``."""
+        dtype, x, _, _ = self._draw("Normal.sample", key, sample_shape)
+        return x.astype(dtype)
 
     def sample_and_log_prob(self, key: jax.Array,
                             sample_shape: Any = ()) -> tuple[jax.Array, jax.Array]:
@@ -194,13 +198,9 @@ class Normal:
         ``log_prob(sample(key))`` (values and gradients), without recovering
         :math:`\epsilon = (x - \mu) / \sigma`. As ``distrax``'s method of the same name.
         """
-        fn = "Normal.sample_and_log_prob"
-        C.check_key(fn, key)
-        shape = _sample_shape(fn, sample_shape) + self.batch_shape
-        dtype, loc, scale = self._params(fn)
-        eps = jax.random.normal(key, shape, dtype=loc.dtype)
+        dtype, x, eps, scale = self._draw("Normal.sample_and_log_prob", key, sample_shape)
         log_prob = -0.5 * eps * eps - jnp.log(scale) - 0.5 * _LOG_2PI
-        return (loc + scale * eps).astype(dtype), log_prob.astype(dtype)
+        return x.astype(dtype), log_prob.astype(dtype)
 
     def mean(self) -> jax.Array:
         dtype, loc, _ = self._params("Normal.mean")
@@ -316,15 +316,19 @@ class MultivariateNormal:
         z = _solve_lower(tril, x - loc)
         return _mvn_log_prob(z, diag).astype(dtype)
 
-    def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
-        """Reparameterised draws of shape ``sample_shape + batch_shape + (d,)``."""
-        fn = "MultivariateNormal.sample"
+    def _draw(self, fn: str, key: jax.Array, sample_shape: Any):
+        """(dtype, draws x = loc + L eps in the compute dtype, eps, diagonal of L)."""
         C.check_key(fn, key)
         shape = _sample_shape(fn, sample_shape) + self.batch_shape + self.event_shape
-        dtype, loc, tril, _ = self._params(fn)
+        dtype, loc, tril, diag = self._params(fn)
         eps = jax.random.normal(key, shape, dtype=loc.dtype)
         x = jnp.einsum("...ij,...j->...i", tril, eps, precision=lax.Precision.HIGHEST)
-        return (loc + x).astype(dtype)
+        return dtype, loc + x, eps, diag
+
+    def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
+        """Reparameterised draws of shape ``sample_shape + batch_shape + (d,)``."""
+        dtype, x, _, _ = self._draw("MultivariateNormal.sample", key, sample_shape)
+        return x.astype(dtype)
 
     def sample_and_log_prob(self, key: jax.Array,
                             sample_shape: Any = ()) -> tuple[jax.Array, jax.Array]:
@@ -334,12 +338,8 @@ class MultivariateNormal:
         \sum_i \log L_{ii} - \tfrac d2 \log 2\pi`: the same function of the parameters as
         ``log_prob(sample(key))``, without the triangular solve.
         """
-        fn = "MultivariateNormal.sample_and_log_prob"
-        C.check_key(fn, key)
-        shape = _sample_shape(fn, sample_shape) + self.batch_shape + self.event_shape
-        dtype, loc, tril, diag = self._params(fn)
-        eps = jax.random.normal(key, shape, dtype=loc.dtype)
-        x = loc + jnp.einsum("...ij,...j->...i", tril, eps, precision=lax.Precision.HIGHEST)
+        dtype, x, eps, diag = self._draw("MultivariateNormal.sample_and_log_prob", key,
+                                         sample_shape)
         return x.astype(dtype), _mvn_log_prob(eps, diag).astype(dtype)
 
     def mean(self) -> jax.Array:

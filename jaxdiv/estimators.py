@@ -327,11 +327,7 @@ def js_divergence(key: jax.Array, target: Any, model: Any, num_samples: int) -> 
 
 def _check_alpha(fn: str, alpha: ArrayLike, batch: tuple[int, ...]) -> jax.Array:
     alpha = C.as_float(fn, "alpha", alpha)
-    try:
-        ok = jnp.broadcast_shapes(alpha.shape, batch) == batch
-    except ValueError:
-        ok = False
-    if not ok:
+    if not C.broadcasts_to(alpha.shape, batch):
         raise ValueError(f"{fn}: alpha of shape {alpha.shape} does not broadcast to the batch "
                          f"shape {batch}; use jax.vmap over alpha for a sweep")
     return alpha

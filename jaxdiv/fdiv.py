@@ -69,11 +69,7 @@ def _param(fn, name, x, shape, ax, dtype):
     """A per-distribution parameter broadcast to the batch shape, event axis kept as size 1."""
     x = C.as_float(fn, name, x)
     batch = tuple(shape[:ax] + shape[ax + 1:])
-    try:
-        ok = jnp.broadcast_shapes(x.shape, batch) == batch
-    except ValueError:
-        ok = False
-    if not ok:
+    if not C.broadcasts_to(x.shape, batch):
         raise ValueError(f"{fn}: {name} of shape {x.shape} does not broadcast to the batch shape "
                          f"{batch} (the inputs' shape {tuple(shape)} without the event axis {ax})")
     return jnp.expand_dims(jnp.broadcast_to(x.astype(dtype), batch), ax)
