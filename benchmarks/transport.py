@@ -38,7 +38,8 @@ import ot
 import scipy
 import scipy.stats
 
-from jaxdiv.transport import sinkhorn, wasserstein_1d
+from jaxdiv.sample_distances import wasserstein_1d
+from jaxdiv.transport import sinkhorn
 
 ACCELERATED = dict(initializer="gaussian", momentum="adaptive")
 

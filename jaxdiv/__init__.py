@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from jaxdiv import estimators, losses
 from jaxdiv._checks import checked
+from jaxdiv.closed_forms import gaussian_kl, gaussian_w2
 from jaxdiv.discrete import (
     binary_entropy,
     cross_entropy,
@@ -34,17 +35,9 @@ from jaxdiv.fdiv import (
     renyi_divergence_with_logits,
     total_variation,
 )
-from jaxdiv.fit import fit, sweep
-from jaxdiv.gaussian import gaussian_kl, gaussian_w2
-from jaxdiv.transport import (
-    SinkhornResult,
-    energy_distance,
-    mmd,
-    sinkhorn,
-    sinkhorn_divergence,
-    sliced_wasserstein,
-    wasserstein_1d,
-)
+from jaxdiv.fitting import fit, sweep
+from jaxdiv.sample_distances import energy_distance, mmd, sliced_wasserstein, wasserstein_1d
+from jaxdiv.transport import SinkhornResult, sinkhorn, sinkhorn_divergence
 
 try:
     __version__ = version("jaxdiv")

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from jaxdiv._numerics import compute_dtype
+
 __all__ = ["checked"]
 
 
@@ -202,3 +204,59 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
         return out
 
     return wrapper
+
+
+def point_clouds(fn, x, y, a, b, min_size=1):
+    """Checks point clouds [n, d], [m, d] and weights [n], [m]; returns them in one dtype."""
+    x, y = as_float(fn, "x", x), as_float(fn, "y", y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"{fn}: x has shape {x.shape} and y has shape {y.shape}; expected point "
+                         f"clouds [n, d] and [m, d] with the same dimension d")
+    if min(x.shape[0], y.shape[0]) < min_size or x.shape[1] == 0:
+        raise ValueError(f"{fn}: x of shape {x.shape} and y of shape {y.shape} need at least "
+                         f"{min_size} point(s) each and d > 0")
+    ws = []
+    for name, w, cloud, pts in (("a", a, "x", x), ("b", b, "y", y)):
+        if w is not None:
+            w = as_float(fn, name, w)
+            if w.shape != (pts.shape[0],):
+                raise ValueError(f"{fn}: weights {name} have shape {w.shape} but {cloud} has "
+                                 f"shape {pts.shape}; expected {name} of shape ({pts.shape[0]},)")
+        ws.append(w)
+    dtype = compute_dtype(jnp.result_type(*[v for v in (x, y, *ws) if v is not None]))
+    cast = [None if v is None else v.astype(dtype) for v in (x, y, *ws)]
+    return jnp.result_type(x, y), *cast
+
+
+def positive_scalar(fn, name, value, dtype):
+    """A scalar option that must be > 0: raises at trace time when concrete, else opt-in check."""
+    value = jnp.asarray(value, dtype)
+    if value.shape != ():
+        raise ValueError(f"{fn}: {name} must be a scalar, got shape {value.shape}")
+    if not isinstance(value, jax.core.Tracer) and not (0 < value < jnp.inf):
+        raise ValueError(f"{fn}: {name} must be > 0 and finite, got {float(value)}")
+    check_finite(fn, name, value)
+    check_positive(fn, name, value)
+    return value
+
+
+def same_shape(fn: str, a, b, names: tuple[str, str]) -> tuple[jax.Array, jax.Array]:
+    """Two float arrays of exactly the same shape (elementwise pairs), promoted to one dtype."""
+    a, b = as_float(fn, names[0], a), as_float(fn, names[1], b)
+    if a.shape != b.shape:
+        raise ValueError(f"{fn}: {names[0]} has shape {a.shape} and {names[1]} has shape "
+                         f"{b.shape}; they must be equal (one entry per example)")
+    dtype = jnp.promote_types(a.dtype, b.dtype)
+    return a.astype(dtype), b.astype(dtype)
+
+
+def static_scalar(fn: str, name: str, value, ok: Callable[[np.ndarray], bool],
+                  rule: str) -> None:
+    """Raises ValueError when a concrete (non-traced) scalar option breaks ``rule``."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = np.asarray(value)
+    if v.ndim != 0:
+        raise ValueError(f"{fn}: {name} must be a scalar, got shape {v.shape}")
+    if not ok(v):
+        raise ValueError(f"{fn}: {name} must be {rule}, got {value}")

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def compute_dtype(dtype: Any) -> Any:
@@ -72,3 +73,27 @@ def _logaddexp_finite_jvp(primals, tangents):
 
 
 LOG2 = math.log(2.0)
+
+
+def uniform_weights(w: jax.Array | None, n: int, dtype: Any) -> jax.Array:
+    """``w``, or uniform weights 1/n of length ``n`` when it is None."""
+    return jnp.full((n,), 1.0 / n, dtype) if w is None else w
+
+
+# 1/k! for k = 10, 9, ..., 2: the Taylor series of e^x - 1 - x, for Horner's rule.
+_TAYLOR = tuple(1.0 / float(np.prod(np.arange(1, k + 1))) for k in range(10, 1, -1))
+
+
+def expm1_minus_x(x: jax.Array) -> jax.Array:
+    r""":math:`e^x - 1 - x \ge 0` without overflow for large negative x nor cancellation near 0.
+
+    ``expm1(x) - x`` for :math:`|x| \ge 0.1`, and the Taylor series to :math:`x^{10}` below
+    (truncation error :math:`< 10^{-16}` relative there), where ``expm1(x) - x`` would lose
+    :math:`\sim\epsilon/|x|` relative accuracy to cancellation.
+    """
+    small = jnp.abs(x) < 0.1
+    xs = jnp.where(small, x, 0.0)
+    poly = jnp.zeros_like(xs)
+    for c in _TAYLOR:
+        poly = poly * xs + c
+    return jnp.where(small, poly * xs * xs, jnp.expm1(x) - x)

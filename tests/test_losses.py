@@ -14,9 +14,9 @@ from jax.experimental.checkify import JaxRuntimeError
 from jax.test_util import check_grads
 
 from jaxdiv import checked
+from jaxdiv.closed_forms import gaussian_kl
 from jaxdiv.discrete import js_divergence, kl_divergence, kl_divergence_with_logits
 from jaxdiv.distributions import MultivariateNormal, Normal
-from jaxdiv.gaussian import gaussian_kl
 from jaxdiv.losses import (
     adaptive_kl_coefficient,
     approx_kl,

@@ -14,15 +14,8 @@ from scipy.spatial.distance import cdist, pdist
 from scipy.special import logsumexp
 
 from jaxdiv._checks import checked
-from jaxdiv.transport import (
-    SinkhornResult,
-    energy_distance,
-    mmd,
-    sinkhorn,
-    sinkhorn_divergence,
-    sliced_wasserstein,
-    wasserstein_1d,
-)
+from jaxdiv.sample_distances import energy_distance, mmd, sliced_wasserstein, wasserstein_1d
+from jaxdiv.transport import SinkhornResult, sinkhorn, sinkhorn_divergence
 
 TIGHT = dict(threshold=1e-9)
 OPTIONS = ("cost", "max_iterations", "inner_iterations", "batch_size", "anderson", "momentum",

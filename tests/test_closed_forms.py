@@ -7,8 +7,8 @@ import pytest
 import scipy.linalg as sl
 from jax.test_util import check_grads
 
+from jaxdiv.closed_forms import gaussian_kl, gaussian_w2
 from jaxdiv.distributions import Mixture, MultivariateNormal, Normal
-from jaxdiv.gaussian import gaussian_kl, gaussian_w2
 
 MVN = MultivariateNormal
 

@@ -1,4 +1,4 @@
-"""jaxdiv.fit: the scan loop against closed-form iterates, vmap, and device-sharded sweeps."""
+"""jaxdiv.fitting (fit, sweep): the scan loop against closed-form iterates, vmap, sharded sweeps."""
 
 import os
 import subprocess
@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdiv.fit import fit, sweep
+from jaxdiv.fitting import fit, sweep
 
 
 def _quadratic(c):
@@ -64,7 +64,7 @@ def test_bad_arguments():
 
 SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
-    from jaxdiv.fit import fit, sweep
+    from jaxdiv.fitting import fit, sweep
     assert jax.device_count() == 8, jax.devices()
     def one(key, w0):
         loss = lambda w, k: jnp.mean((w - jax.random.normal(k, (64,))) ** 2)
