@@ -281,7 +281,35 @@ OTHER = [
     ("checked", "fn", "not callable", lambda: D.checked(3.0)),
 ]
 
-BAD = [*_pair_cases(), *_single_cases(), *OTHER]
+# Round two (issue #18 and the functions added with it): one list per area, so that each grows
+# on its own. Each entry: (function name, argument name, mistake, thunk), as in OTHER.
+
+ROUND2_DISCRETE = [  # discrete, fdiv, _checks
+]
+
+
+ROUND2_SAMPLES = [  # transport, sample_distances
+]
+
+
+ROUND2_DISTRIBUTIONS = [  # distributions, closed_forms, estimators
+]
+
+
+ROUND2_DISTILLATION = [  # losses.distillation
+]
+
+
+ROUND2_POLICY = [  # losses.policy, losses.generative
+]
+
+
+ROUND2_FIT = [  # fitting, keys, the package namespace
+]
+
+ROUND2 = [*ROUND2_DISCRETE, *ROUND2_SAMPLES, *ROUND2_DISTRIBUTIONS, *ROUND2_DISTILLATION,
+          *ROUND2_POLICY, *ROUND2_FIT]
+BAD = [*_pair_cases(), *_single_cases(), *OTHER, *ROUND2]
 
 
 def _names(msg: str, word: str) -> bool:
@@ -425,4 +453,4 @@ def test_nan_in_nan_out_without_checked(name):
 
 def test_summary():
     """The closing note's count: 299 mistakes, every one with a clear error."""
-    assert len(BAD) == 299
+    assert len(BAD) - len(ROUND2) == 299
