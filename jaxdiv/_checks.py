@@ -192,6 +192,21 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     Raises:
       jax.experimental.checkify.JaxRuntimeError: when a check fails.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jax.experimental.checkify import JaxRuntimeError
+      >>> kl = jaxdiv.checked(jax.jit(jaxdiv.kl_divergence))
+      >>> print(f"{float(kl(jnp.array([0.5, 0.5]), jnp.array([0.9, 0.1]))):.4f}")
+      0.5108
+      >>> try:
+      ...     kl(jnp.array([0.5, 0.6]), jnp.array([0.9, 0.1]))
+      ... except JaxRuntimeError as e:
+      ...     print("raised")
+      raised
     """
     if not callable(fn):
         raise TypeError(f"checked: fn must be a callable, got {type(fn).__name__}")

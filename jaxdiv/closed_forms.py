@@ -96,6 +96,18 @@ def gaussian_kl(p: _Gaussian, q: _Gaussian) -> jax.Array:
 
     References:
       Kullback & Leibler, On Information and Sufficiency, Ann. Math. Statist. 22(1), 1951.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jaxdiv.Normal(0.0, 1.0), jaxdiv.Normal(1.0, 2.0)
+      >>> print(f"{float(jaxdiv.gaussian_kl(p, q)):.4f}")  # log 2 + (1 + 1) / 8 - 1/2
+      0.4431
+      >>> mvn = jaxdiv.MultivariateNormal(jnp.zeros(2), jnp.eye(2))
+      >>> shifted = jaxdiv.MultivariateNormal(jnp.array([1.0, 1.0]), jnp.eye(2))
+      >>> print(f"{float(jaxdiv.gaussian_kl(mvn, shifted)):.4f}")  # |mean difference|^2 / 2
+      1.0000
     """
     fn = "gaussian_kl"
     scalar, batch, dtype, (mp, lp, mq, lq) = _pair(fn, p, q)
@@ -164,6 +176,14 @@ def gaussian_w2(p: _Gaussian, q: _Gaussian) -> jax.Array:
       Dowson & Landau, The Fréchet distance between multivariate normal distributions,
       J. Multivariate Anal. 12(3), 1982. Bhatia, Jain & Lim, On the Bures-Wasserstein distance
       between positive definite matrices, Expo. Math. 37(2), 2019.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jaxdiv.Normal(0.0, 1.0), jaxdiv.Normal(3.0, 2.0)
+      >>> print(f"{float(jaxdiv.gaussian_w2(p, q)):.4f}")  # sqrt(3^2 + (2 - 1)^2)
+      3.1623
     """
     fn = "gaussian_w2"
     scalar, batch, dtype, (mp, lp, mq, lq) = _pair(fn, p, q)

@@ -66,6 +66,15 @@ def information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
 
     Returns:
       ``-log p`` in the chosen unit, same shape and dtype as ``p``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> print(np.asarray(jaxdiv.information(jnp.array([0.5, 0.25, 0.0]))).round(4))
+      [0.6931 1.3863    inf]
+      >>> print(np.asarray(jaxdiv.information(jnp.array([0.5, 0.25]), base=2)).round(4))
+      [1. 2.]
     """
     p = C.as_float("information", "p", p)
     C.check_base("information", base)
@@ -94,6 +103,17 @@ def entropy(p: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
 
     References:
       Shannon, A Mathematical Theory of Communication, Bell System Technical Journal, 1948.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> print(f"{float(jaxdiv.entropy(jnp.array([0.25, 0.25, 0.25, 0.25]))):.4f}")  # log 4
+      1.3863
+      >>> print(f"{float(jaxdiv.entropy(jnp.array([0.5, 0.5, 0.0]), base=2)):.4f}")  # 0 log 0 = 0
+      1.0000
+      >>> print(np.asarray(jaxdiv.entropy(jnp.array([[1.0, 0.0], [0.5, 0.5]]))).round(4))  # per row
+      [0.     0.6931]
     """
     fn = "entropy"
     p = C.check_one(fn, p, axis)
@@ -120,6 +140,17 @@ def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
 
     Returns:
       The entropy, same shape and dtype as ``p``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> print(np.asarray(jaxdiv.binary_entropy(jnp.array([0.1, 0.5, 0.9]))).round(4))
+      [0.3251 0.6931 0.3251]
+      >>> print(float(jaxdiv.binary_entropy(0.0)) == 0.0)  # 0 log 0 = 0
+      True
+      >>> print(f"{float(jaxdiv.binary_entropy(0.5, base=2)):.4f}")
+      1.0000
     """
     p = C.as_float("binary_entropy", "p", p)
     C.check_base("binary_entropy", base)
@@ -149,6 +180,18 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
     Returns:
       The cross-entropy with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.cross_entropy(p, q)):.4f}")  # H(p) + KL(p || q)
+      1.1177
+      >>> print(f"{float(jaxdiv.entropy(p) + jaxdiv.kl_divergence(p, q)):.4f}")
+      1.1177
+      >>> print(f"{float(jaxdiv.cross_entropy(jnp.array([0.5, 0.5]), jnp.array([1.0, 0.0]))):.4f}")
+      inf
     """
     dtype, p, q, where = _pair("cross_entropy", p, q, axis, where, base)
     mask = mask_of(p != 0, where)
@@ -180,6 +223,26 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
     References:
       Kullback & Leibler, On Information and Sufficiency, Ann. Math. Statist. 22(1), 1951.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.kl_divergence(p, q)):.4f}")
+      0.2197
+      >>> print(f"{float(jaxdiv.kl_divergence(p, q, base=2)):.4f}")  # in bits
+      0.3170
+      >>> print(f"{float(jaxdiv.kl_divergence(q, p)):.4f}")  # not symmetric
+      0.2367
+      >>> p0 = jnp.array([0.0, 0.5, 0.5])
+      >>> print(f"{float(jaxdiv.kl_divergence(p0, q)):.4f}")  # 0 log 0 = 0
+      0.3670
+      >>> print(f"{float(jaxdiv.kl_divergence(q, p0)):.4f}")  # q > 0 = p0 somewhere
+      inf
+      >>> print(np.asarray(jax.grad(jaxdiv.kl_divergence)(p0, q)).round(4))  # finite at p = 0
+      [0.     1.5108 1.2231]
     """
     dtype, p, q, where = _pair("kl_divergence", p, q, axis, where, base)
     mask = mask_of(p != 0, where)
@@ -215,6 +278,22 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
     References:
       Lin, Divergence Measures Based on the Shannon Entropy, IEEE Trans. Inf. Theory 37(1), 1991.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.js_divergence(p, q)):.4f}")
+      0.0552
+      >>> print(f"{float(jaxdiv.js_divergence(q, p)):.4f}")  # symmetric
+      0.0552
+      >>> one, other = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+      >>> print(f"{float(jaxdiv.js_divergence(one, other)):.4f}")  # disjoint supports: log 2
+      0.6931
+      >>> print(np.asarray(jax.grad(jaxdiv.js_divergence)(p, q)).round(4))
+      [-0.3466  0.1438 -0.0771]
     """
     dtype, p, q, where = _pair("js_divergence", p, q, axis, where, base)
     both = mask_of((p != 0) & (q != 0), where)  # NaN != 0: NaN propagates through the formula
@@ -379,6 +458,20 @@ def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike |
 
     Returns:
       The entropy with ``axis`` reduced.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> logits = jnp.array([2.0, 1.0, 0.0])
+      >>> print(f"{float(jaxdiv.entropy_with_logits(logits)):.4f}")
+      0.8324
+      >>> print(f"{float(jaxdiv.entropy(jax.nn.softmax(logits))):.4f}")
+      0.8324
+      >>> masked = jnp.array([0.0, 0.0, -jnp.inf])  # a -inf logit has probability 0
+      >>> print(f"{float(jaxdiv.entropy_with_logits(masked)):.4f}")  # log 2
+      0.6931
     """
     fn = "entropy_with_logits"
     logits = C.check_one(fn, logits, axis, "logits")
@@ -407,6 +500,19 @@ def cross_entropy_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
 
     Returns:
       The cross-entropy with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> lp, lq = jnp.log(p), jnp.log(q)  # log-probabilities are logits too
+      >>> print(f"{float(jaxdiv.cross_entropy_with_logits(lp, lq)):.4f}")
+      1.1177
+      >>> print(f"{float(jaxdiv.cross_entropy(p, q)):.4f}")
+      1.1177
+      >>> print(f"{float(jaxdiv.cross_entropy_with_logits(lp + 3.0, lq - 1.0)):.4f}")  # shifts
+      1.1177
     """
     dtype, lp, lq, where = _logits_pair("cross_entropy_with_logits", logits_p, logits_q, axis,
                                         where, base)
@@ -435,6 +541,20 @@ def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
 
     Returns:
       The divergence with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> lp, lq = jnp.log(p), jnp.log(q)
+      >>> print(f"{float(jaxdiv.kl_divergence_with_logits(lp, lq)):.4f}")
+      0.2197
+      >>> print(f"{float(jaxdiv.kl_divergence(p, q)):.4f}")
+      0.2197
+      >>> teacher, student = jnp.array([[4.0, 1.0, -2.0]]), jnp.array([[3.0, 2.0, -1.0]])
+      >>> print(np.asarray(jaxdiv.kl_divergence_with_logits(teacher, student)).round(4))
+      [0.1763]
     """
     dtype, lp, lq, where = _logits_pair("kl_divergence_with_logits", logits_p, logits_q, axis,
                                         where, base)
@@ -461,6 +581,19 @@ def js_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
 
     Returns:
       The divergence with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.js_divergence_with_logits(jnp.log(p), jnp.log(q))):.4f}")
+      0.0552
+      >>> print(f"{float(jaxdiv.js_divergence(p, q)):.4f}")
+      0.0552
+      >>> one, other = jnp.array([0.0, -jnp.inf]), jnp.array([-jnp.inf, 0.0])
+      >>> print(f"{float(jaxdiv.js_divergence_with_logits(one, other)):.4f}")  # log 2
+      0.6931
     """
     dtype, lp, lq, where = _logits_pair("js_divergence_with_logits", logits_p, logits_q, axis,
                                         where, base)

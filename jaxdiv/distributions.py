@@ -140,6 +140,18 @@ class Normal:
     Raises:
       ValueError: if the shapes do not broadcast, or if a literal (Python float, list, NumPy)
         ``scale`` is not positive. JAX-array scales are checked under :func:`jaxdiv.checked`.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> d = jaxdiv.Normal(jnp.float32(0.0), jnp.float32(2.0))
+      >>> print(f"{float(d.log_prob(0.0)):.4f} {float(d.entropy()):.4f}")
+      -1.6121 2.1121
+      >>> x = d.sample(jax.random.key(0), (100_000,))
+      >>> print(x.shape, f"{float(x.std()):.2f}")
+      (100000,) 2.00
     """
 
     loc: jax.Array
@@ -239,6 +251,17 @@ class MultivariateNormal:
     Raises:
       ValueError: for mismatched event sizes, non-square ``scale_tril``, batch shapes that do
         not broadcast, or a literal (Python, NumPy) ``scale_tril`` with a non-positive diagonal.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> d = jaxdiv.MultivariateNormal(jnp.zeros(2), jnp.array([[1.0, 0.0], [0.5, 1.0]]))
+      >>> print(np.asarray(d.covariance()).round(4))  # scale_tril @ scale_tril.T
+      [[1.   0.5 ]
+       [0.5  1.25]]
+      >>> print(f"{float(d.log_prob(jnp.zeros(2))):.4f}")
+      -1.8379
     """
 
     loc: jax.Array
@@ -395,6 +418,17 @@ class Mixture:
     Raises:
       TypeError: if ``components`` is not a ``Normal`` or ``MultivariateNormal``.
       ValueError: if ``logits`` and the components disagree on ``K`` or do not broadcast.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> components = jaxdiv.Normal(jnp.array([-2.0, 2.0]), jnp.array([0.6, 0.6]))
+      >>> mix = jaxdiv.Mixture(jnp.zeros(2), components)  # equal weights
+      >>> print(f"{float(mix.mean()):.4f} {float(jnp.sqrt(mix.variance())):.4f}")
+      0.0000 2.0881
+      >>> print(f"{float(mix.log_prob(2.0)):.4f}")
+      -1.1013
     """
 
     logits: jax.Array

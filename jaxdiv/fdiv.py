@@ -228,6 +228,16 @@ def alpha_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
     References:
       Minka, Divergence measures and message passing, MSR-TR-2005-173, 2005.
       Cichocki & Amari, Families of Alpha- Beta- and Gamma-Divergences, Entropy 12(6), 2010.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(" ".join(f"{float(jaxdiv.alpha_divergence(p, q, a)):.4f}" for a in (0.0, 0.5, 1.0)))
+      0.2367 0.2245 0.2197
+      >>> print(f"{float(jaxdiv.kl_divergence(q, p)):.4f} {float(jaxdiv.kl_divergence(p, q)):.4f}")
+      0.2367 0.2197
     """
     return _run("alpha_divergence", _alpha, p, q, axis, where, alpha=alpha)
 
@@ -251,6 +261,17 @@ def alpha_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, alpha
 
     Returns:
       The divergence, shape ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> lp, lq = jnp.log(p), jnp.log(q)
+      >>> print(f"{float(jaxdiv.alpha_divergence_with_logits(lp, lq, 0.5)):.4f}")
+      0.2245
+      >>> print(f"{float(jaxdiv.alpha_divergence(p, q, 0.5)):.4f}")
+      0.2245
     """
     return _run("alpha_divergence_with_logits", _alpha, logits_p, logits_q, axis, where,
                 alpha=alpha, logits=True)
@@ -288,6 +309,16 @@ def renyi_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
     References:
       Rényi, On Measures of Entropy and Information, Proc. 4th Berkeley Symp., 1961.
       van Erven & Harremoës, Rényi Divergence and KL Divergence, IEEE Trans. IT 60(7), 2014.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(" ".join(f"{float(jaxdiv.renyi_divergence(p, q, a)):.4f}" for a in (0.5, 1.0, 2.0)))
+      0.1155 0.2197 0.3773
+      >>> print(f"{float(jaxdiv.kl_divergence(p, q)):.4f}")  # alpha = 1
+      0.2197
     """
     return _run("renyi_divergence", _renyi, p, q, axis, where, base, alpha)
 
@@ -313,6 +344,17 @@ def renyi_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, alpha
 
     Returns:
       The divergence, shape ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> lp, lq = jnp.log(p), jnp.log(q)
+      >>> print(f"{float(jaxdiv.renyi_divergence_with_logits(lp, lq, 2.0)):.4f}")
+      0.3773
+      >>> print(f"{float(jaxdiv.renyi_divergence(p, q, 2.0)):.4f}")
+      0.3773
     """
     return _run("renyi_divergence_with_logits", _renyi, logits_p, logits_q, axis, where, base,
                 alpha, logits=True)
@@ -349,6 +391,18 @@ def f_divergence(p: ArrayLike, q: ArrayLike, f: Callable[[jax.Array], jax.Array]
 
     References:
       Csiszár, Studia Sci. Math. Hungar. 2, 1967. Ali & Silvey, J. R. Stat. Soc. B 28(1), 1966.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> kl = jaxdiv.f_divergence(p, q, lambda t: t * jnp.log(t))  # f(t) = t log t: KL(p || q)
+      >>> print(f"{float(kl):.4f} {float(jaxdiv.kl_divergence(p, q)):.4f}")
+      0.2197 0.2197
+      >>> tv = jaxdiv.f_divergence(p, q, lambda t: jnp.abs(t - 1) / 2, f_at_infinity=0.5)
+      >>> print(f"{float(tv):.4f} {float(jaxdiv.total_variation(p, q)):.4f}")
+      0.3000 0.3000
     """
     fn = "f_divergence"
     if not callable(f):
@@ -392,6 +446,17 @@ def total_variation(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
     Returns:
       The distance, shape ``[...]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.total_variation(p, q)):.4f}")  # half the L1 distance
+      0.3000
+      >>> one, other = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+      >>> print(f"{float(jaxdiv.total_variation(one, other)):.4f}")  # disjoint supports
+      1.0000
     """
     return _run("total_variation", _tv, p, q, axis, where)
 
@@ -422,6 +487,17 @@ def hellinger_distance(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
     References:
       Hellinger, J. reine angew. Math. 136, 1909.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.hellinger_distance(p, q)):.4f}")
+      0.2369
+      >>> one, other = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+      >>> print(f"{float(jaxdiv.hellinger_distance(one, other)):.4f}")  # disjoint supports
+      1.0000
     """
     return _run("hellinger_distance", _hellinger, p, q, axis, where)
 
@@ -454,6 +530,16 @@ def chi_square_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
     References:
       Pearson, Phil. Mag. 50, 1900.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.chi_square_divergence(p, q)):.4f}")
+      0.4583
+      >>> print(f"{float(jaxdiv.chi_square_divergence(p, p)):.4f}")
+      0.0000
     """
     return _run("chi_square_divergence", _chi_square, p, q, axis, where)
 
@@ -485,6 +571,16 @@ def jeffreys_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
     References:
       Jeffreys, Proc. R. Soc. A 186, 1946.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> p, q = jnp.array([0.1, 0.6, 0.3]), jnp.array([0.3, 0.3, 0.4])
+      >>> print(f"{float(jaxdiv.jeffreys_divergence(p, q)):.4f}")
+      0.4564
+      >>> print(f"{float(jaxdiv.kl_divergence(p, q) + jaxdiv.kl_divergence(q, p)):.4f}")
+      0.4564
     """
     return _run("jeffreys_divergence", _jeffreys, p, q, axis, where, base)
 

@@ -49,6 +49,19 @@ def fit(loss_fn: Callable[[Params, jax.Array], jax.Array], params: Params,
     Returns:
       ``(params, losses)``: the final parameters and the loss before each step, shape
       ``[steps]``.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> import optax
+      >>> target = jnp.array([0.7, 0.2, 0.1])
+      >>> loss = lambda logits, key: jaxdiv.kl_divergence_with_logits(jnp.log(target), logits)
+      >>> key = jax.random.key(0)
+      >>> logits, losses = jaxdiv.fit(loss, jnp.zeros(3), optax.adam(0.1), steps=300, key=key)
+      >>> print(np.asarray(jax.nn.softmax(logits)).round(3), f"{float(losses[0]):.4f}")
+      [0.7 0.2 0.1] 0.2968
     """
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"fit: steps must be a static int >= 1, got {steps!r}")
@@ -89,6 +102,20 @@ def sweep(fn: Callable[..., Any], *args: Any,
 
     Returns:
       ``jax.vmap(fn)(*args)``; with ``devices``, its leaves are sharded along the sweep axis.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> import optax
+      >>> def fit_one(key, target):  # fit a Normal's mean to a target mean
+      ...     p = jaxdiv.Normal(target, 1.0)
+      ...     loss = lambda m, key: jaxdiv.gaussian_kl(p, jaxdiv.Normal(m, 1.0))
+      ...     return jaxdiv.fit(loss, jnp.zeros(()), optax.adam(0.1), steps=200, key=key)[0]
+      >>> keys, targets = jax.random.split(jax.random.key(0), 3), jnp.array([-1.0, 0.0, 2.0])
+      >>> print(np.asarray(jaxdiv.sweep(fit_one, keys, targets, devices="all")).round(2))
+      [-1.  0.  2.]
     """
     if not callable(fn):
         raise TypeError(f"sweep: fn must be callable, got {type(fn).__name__}")

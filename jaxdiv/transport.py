@@ -215,6 +215,19 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     References:
       Cuturi, Sinkhorn Distances: Lightspeed Computation of Optimal Transport, NeurIPS 2013.
       Cuturi et al., Optimal Transport Tools (OTT), arXiv:2201.12324, 2022.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+      >>> y = x + jnp.array([0.0, 1.0])
+      >>> result = jaxdiv.sinkhorn(x, y, epsilon=0.01)
+      >>> print(f"{float(result.transport_cost):.4f}", bool(result.converged))  # each point moves 1
+      1.0000 True
+      >>> print(np.asarray(result.plan()).round(4))
+      [[0.5 0. ]
+       [0.  0.5]]
     """
     fn = "sinkhorn"
     dtype, x, y, a, b = C.point_clouds(fn, x, y, a, b)
@@ -281,6 +294,16 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     References:
       Feydy, Séjourné, Vialard, Amari, Trouvé, Peyré, Interpolating between Optimal Transport
       and MMD using Sinkhorn Divergences, AISTATS 2019.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+      >>> print(f"{float(jaxdiv.sinkhorn_divergence(x, x, epsilon=0.01)):.4f}")  # equal clouds
+      0.0000
+      >>> print(f"{float(jaxdiv.sinkhorn_divergence(x, x + 1.0, epsilon=0.01)):.4f}")  # |(1, 1)|^2
+      2.0000
     """
     fn = "sinkhorn_divergence"
     dtype, x, y, a, b = C.point_clouds(fn, x, y, a, b)

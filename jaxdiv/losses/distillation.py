@@ -56,6 +56,20 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
     References:
       Hinton, Vinyals & Dean, Distilling the Knowledge in a Neural Network, NIPS Deep
       Learning Workshop, 2015 (arXiv:1503.02531).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import distillation_loss
+      >>> teacher = jnp.array([[4.0, 1.0, -2.0], [0.0, 2.0, 1.0]])
+      >>> student = jnp.array([[2.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+      >>> print(np.asarray(distillation_loss(student, teacher)).round(4))  # per example
+      [0.2526 0.1196]
+      >>> print(np.asarray(distillation_loss(student, teacher, temperature=4.0)).round(4))
+      [1.1274 0.1198]
+      >>> print(np.asarray(distillation_loss(teacher, teacher)).round(4))
+      [0. 0.]
     """
     fn = "distillation_loss"
     zs, zt = C.check_pair(fn, student_logits, teacher_logits, axis,

@@ -43,6 +43,15 @@ def vae_kl(mean: ArrayLike, log_var: ArrayLike, *, axis: int = -1) -> jax.Array:
 
     References:
       Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014, Appendix B.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import vae_kl
+      >>> mean, log_var = jnp.array([[0.0, 0.0], [1.0, -1.0]]), jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> print(np.asarray(vae_kl(mean, log_var)).round(4))  # KL(N(mean, e^log_var) || N(0, 1))
+      [0. 1.]
     """
     mean, log_var = C.check_pair("vae_kl", mean, log_var, axis, ("mean", "log_var"))
     dtype, (mean, log_var) = upcast(mean, log_var)
@@ -70,6 +79,15 @@ def gan_discriminator_loss(real_logits: ArrayLike, fake_logits: ArrayLike) -> ja
 
     References:
       Goodfellow et al., Generative Adversarial Nets, NeurIPS 2014.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import gan_discriminator_loss
+      >>> real_logits, fake_logits = jnp.array([3.0, 0.0]), jnp.array([-3.0, 0.0])
+      >>> print(np.asarray(gan_discriminator_loss(real_logits, fake_logits)).round(4))
+      [0.0972 1.3863]
     """
     real, fake = C.same_shape("gan_discriminator_loss", real_logits, fake_logits,
                              ("real_logits", "fake_logits"))
@@ -101,6 +119,17 @@ def gan_generator_loss(fake_logits: ArrayLike, *, non_saturating: bool = True) -
     References:
       Goodfellow et al., Generative Adversarial Nets, NeurIPS 2014. Arjovsky & Bottou,
       Towards Principled Methods for Training Generative Adversarial Networks, ICLR 2017.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import gan_generator_loss
+      >>> fake = jnp.array([-3.0, 0.0, 3.0])
+      >>> print(np.asarray(gan_generator_loss(fake)).round(4))  # -log D
+      [3.0486 0.6931 0.0486]
+      >>> print(np.asarray(gan_generator_loss(fake, non_saturating=False)).round(4))  # log(1 - D)
+      [-0.0486 -0.6931 -3.0486]
     """
     fake = C.as_float("gan_generator_loss", "fake_logits", fake_logits)
     dtype, (fake,) = upcast(fake)
@@ -129,6 +158,15 @@ def wasserstein_critic_loss(real_scores: ArrayLike, fake_scores: ArrayLike) -> j
 
     References:
       Arjovsky, Chintala & Bottou, Wasserstein Generative Adversarial Networks, ICML 2017.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import wasserstein_critic_loss
+      >>> real_scores, fake_scores = jnp.array([1.0, 2.0]), jnp.array([0.5, -1.0])
+      >>> print(np.asarray(wasserstein_critic_loss(real_scores, fake_scores)).round(4))
+      [-0.5 -3. ]
     """
     real, fake = C.same_shape("wasserstein_critic_loss", real_scores, fake_scores,
                              ("real_scores", "fake_scores"))
@@ -163,6 +201,17 @@ def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: ArrayLik
     References:
       Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville, Improved Training of Wasserstein GANs,
       NeurIPS 2017.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import gradient_penalty
+      >>> real, fake = jnp.ones((2, 3)), jnp.zeros((2, 3))
+      >>> critic = lambda x: 2.0 * x.sum(-1)  # input gradient (2, 2, 2), norm 2 sqrt(3)
+      >>> print(np.asarray(gradient_penalty(critic, real, fake, jax.random.key(0))).round(4))
+      [60.718 60.718]
     """
     fn = "gradient_penalty"
     if not callable(critic_fn):

@@ -38,6 +38,15 @@ def policy_kl(old_logits: ArrayLike, new_logits: ArrayLike, *, axis: int = -1,
 
     References:
       Schulman et al., Trust Region Policy Optimization, ICML 2015.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import policy_kl
+      >>> old = jnp.array([[1.0, 0.0, -1.0]])
+      >>> print(np.asarray(policy_kl(old, old + jnp.array([0.0, 0.1, 0.2]))).round(6))
+      [0.00218]
     """
     old, new = C.check_pair("policy_kl", old_logits, new_logits, axis,
                             ("old_logits", "new_logits"))
@@ -68,6 +77,18 @@ def approx_kl(log_ratio: ArrayLike, *, estimator: str = "k3") -> jax.Array:
 
     References:
       Schulman, Approximating KL Divergence, http://joschu.net/blog/kl-approx.html, 2020.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import approx_kl
+      >>> log_ratio = jnp.array([-0.1, 0.05, 0.2])
+      >>> for k in ("k1", "k2", "k3"):
+      ...     print(k, np.asarray(approx_kl(log_ratio, estimator=k)).round(4))
+      k1 [ 0.1  -0.05 -0.2 ]
+      k2 [0.005  0.0013 0.02  ]
+      k3 [0.0048 0.0013 0.0214]
     """
     fn = "approx_kl"
     if estimator not in ("k1", "k2", "k3"):
@@ -103,6 +124,15 @@ def adaptive_kl_coefficient(beta: ArrayLike, kl: ArrayLike, target: ArrayLike, *
     References:
       Schulman, Wolski, Dhariwal, Radford & Klimov, Proximal Policy Optimization Algorithms,
       arXiv:1707.06347, 2017.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxdiv
+      >>> from jaxdiv.losses import adaptive_kl_coefficient
+      >>> kls = jnp.array([0.001, 0.01, 0.1])  # below, within and above the band around 0.01
+      >>> print(np.asarray(adaptive_kl_coefficient(1.0, kls, 0.01)).round(4))
+      [0.5 1.  2. ]
     """
     fn = "adaptive_kl_coefficient"
     C.static_scalar(fn, "tolerance", tolerance, lambda v: bool(v >= 1), ">= 1")
