@@ -300,7 +300,27 @@ ROUND2_DISTILLATION = [  # losses.distillation
 ]
 
 
+LOGP23, REF23 = jnp.zeros((2, 3)), jnp.full((2, 3), -1.0)
 ROUND2_POLICY = [  # losses.policy, losses.generative
+    ("kl_penalty", "mask", "mask of the wrong shape",
+     lambda: L.kl_penalty(LOGP23, REF23, mask=jnp.ones((2, 4), bool))),
+    ("kl_penalty", "mask", "mask of shape [B] (no broadcasting)",
+     lambda: L.kl_penalty(LOGP23, REF23, mask=jnp.ones((2,), bool))),
+    ("kl_penalty", "mask", "float mask",
+     lambda: L.kl_penalty(LOGP23, REF23, mask=jnp.ones((2, 3)))),
+    ("kl_penalty", "mask", "string mask", lambda: L.kl_penalty(LOGP23, REF23, mask="all")),
+    ("kl_penalty", "ref_log_probs", "different shapes",
+     lambda: L.kl_penalty(LOGP23, jnp.zeros((2, 4)))),
+    ("kl_penalty", "log_probs", "not [B, T]", lambda: L.kl_penalty(jnp.zeros(3), jnp.zeros(3))),
+    ("kl_penalty", "log_probs", "string", lambda: L.kl_penalty("x", REF23)),
+    ("kl_penalty", "estimator", "unknown estimator",
+     lambda: L.kl_penalty(LOGP23, REF23, estimator="k4")),
+    ("kl_penalty", "gradient", "unknown gradient",
+     lambda: L.kl_penalty(LOGP23, REF23, gradient="reinforce")),
+    ("kl_penalty", "aggregation", "unknown aggregation",
+     lambda: L.kl_penalty(LOGP23, REF23, aggregation="mean")),
+    ("kl_penalty", "aggregation", "aggregation None",
+     lambda: L.kl_penalty(LOGP23, REF23, aggregation=None)),
 ]
 
 
