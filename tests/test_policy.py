@@ -1,10 +1,12 @@
 """jaxdiv.losses.kl_penalty against categorical policies, where KL(pi || pi_ref) and its gradient
-in pi's logits have closed forms.
+in pi's logits have closed forms; and a tiny run of experiments.kl_estimators.
 
 Monte Carlo checks use the central limit theorem: every average must lie within 5 standard
 errors (estimated from the same sample) of its exact expectation, and the biased forms must
 lie more than 10 standard errors away from the quantity they are sometimes mistaken for.
 """
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -248,3 +250,34 @@ def test_jit_vmap_and_dtypes():
     # of size ~1 carries ~2^-8 absolute error: compare loosely.
     np.testing.assert_allclose(float(bf), float(kl_penalty(lp[0], ref[0])), rtol=0.05)
 
+
+
+def test_kl_estimators_experiment_tiny(tmp_path):
+    from experiments import kl_estimators
+
+    result = kl_estimators.main(["--num-kl", "3", "--num-samples", "16384", "--quadrature",
+                                 "48", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "kl_estimators.json").read_text())
+    assert (tmp_path / "kl_estimators.png").read_bytes()[:4] == b"\x89PNG"
+    assert saved["schulman"] == result["schulman"]
+    # Exact columns against the Gaussian closed forms (q = N(0, 1), p = N(mu, 1), KL = mu^2/2):
+    # relative std of k1 = 2/mu, of k3 = sqrt(e^{mu^2} - 1 - mu^2) / KL; k2's relative bias
+    # mu^2 / 4; the Monte Carlo bias within 5 of its standard errors.
+    for row in saved["schulman"]:
+        mu = np.sqrt(2 * row["kl"])
+        np.testing.assert_allclose(row["k1_rel_std_exact"], 2 / mu, rtol=1e-10)
+        np.testing.assert_allclose(row["k3_rel_std_exact"],
+                                   np.sqrt(np.expm1(mu**2) - mu**2) / row["kl"], rtol=1e-10)
+        np.testing.assert_allclose(row["k2_rel_bias_exact"], mu**2 / 4, rtol=1e-10)
+        assert abs(row["k2_rel_bias_mc"] - mu**2 / 4) < 5 * row["k2_rel_bias_mc_se"]
+    # Naive k3's expected gradient is that of KL(pi_ref || pi): in (m, s) it is (-mu, -mu^2)
+    # against the true (-mu, 0), a relative bias of mu. The unbiased form: 0 up to noise.
+    kls = np.asarray(saved["kl"])
+    gauss = saved["families"]["gaussian"]["gradient"]
+    np.testing.assert_allclose(gauss["naive"]["k3"]["rel_bias_exact"], np.sqrt(2 * kls),
+                               rtol=1e-10)
+    for fam in ("gaussian", "categorical"):
+        unbiased = saved["families"][fam]["gradient"]["unbiased"]["k3"]
+        assert np.all(np.asarray(unbiased["rel_bias_exact"]) < 1e-10)
+        assert np.all(np.asarray(unbiased["rel_bias_mc"])
+                      < 5 * np.asarray(unbiased["rel_bias_mc_se"]))
