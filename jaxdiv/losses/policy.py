@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
@@ -311,6 +313,14 @@ def adaptive_kl_coefficient(beta: ArrayLike, kl: ArrayLike, target: ArrayLike, *
     in Schulman et al. 2017, Sec. 4. Written with ``jnp.where``: it goes inside ``jit``,
     ``lax.scan`` and ``vmap``; all arguments broadcast.
 
+    The comparisons follow IEEE arithmetic at the limits: :math:`d = +\infty` (e.g. a policy
+    putting mass where the reference has none) multiplies :math:`\beta` by :math:`c`;
+    :math:`d = -\infty` (a :math:`k_1` average can be negative) divides it; with
+    :math:`d_\mathrm{targ} = +\infty` every finite :math:`d` divides it and
+    :math:`d = +\infty` leaves it; a NaN ``kl`` or ``target`` gives NaN. :math:`\beta = 0`
+    stays 0. ``tolerance`` and ``factor`` are finite and :math:`\ge 1` (checked when
+    concrete); a negative ``beta`` or ``target`` is reported under :func:`jaxdiv.checked`.
+
     Args:
       beta: current penalty coefficient.
       kl: measured KL divergence.
@@ -326,9 +336,16 @@ def adaptive_kl_coefficient(beta: ArrayLike, kl: ArrayLike, target: ArrayLike, *
       arXiv:1707.06347, 2017.
     """
     fn = "adaptive_kl_coefficient"
-    C.static_scalar(fn, "tolerance", tolerance, lambda v: bool(v >= 1), ">= 1")
-    C.static_scalar(fn, "factor", factor, lambda v: bool(v >= 1), ">= 1 (a smaller factor "
-                  "would move beta the wrong way)")
+    for name, value in (("tolerance", tolerance), ("factor", factor)):
+        if not isinstance(value, jax.core.Tracer) and (
+                isinstance(value, (str, bytes, bool)) or value is None
+                or not jnp.issubdtype(np.asarray(value).dtype, np.number)
+                or jnp.issubdtype(np.asarray(value).dtype, np.complexfloating)):
+            raise TypeError(f"{fn}: {name} must be a real scalar, got {type(value).__name__}")
+    C.static_scalar(fn, "tolerance", tolerance, lambda v: bool(1 <= v < np.inf),
+                    "finite and >= 1")
+    C.static_scalar(fn, "factor", factor, lambda v: bool(1 <= v < np.inf), "finite and >= 1 "
+                    "(a smaller factor would move beta the wrong way)")
     beta, kl, target = (C.as_float(fn, n, x) for n, x in
                         (("beta", beta), ("kl", kl), ("target", target)))
     try:
@@ -338,6 +355,8 @@ def adaptive_kl_coefficient(beta: ArrayLike, kl: ArrayLike, target: ArrayLike, *
                          f"{target.shape} do not broadcast") from err
     dtype = jnp.result_type(beta, kl, target)
     beta, kl, target = beta.astype(dtype), kl.astype(dtype), target.astype(dtype)
+    checkify.debug_check(~jnp.any(beta < 0), f"{fn}: beta must be >= 0")
+    checkify.debug_check(~jnp.any(target < 0), f"{fn}: target must be >= 0")
     low, high = kl < target / tolerance, kl > target * tolerance
     beta = jnp.where(jnp.isnan(kl) | jnp.isnan(target), jnp.nan, beta)  # NaN in, NaN out
     return jnp.where(low, beta / factor, jnp.where(high, beta * factor, beta))
