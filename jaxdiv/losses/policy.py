@@ -160,7 +160,8 @@ def kl_penalty(log_probs: ArrayLike, ref_log_probs: ArrayLike, *, mask: ArrayLik
       :math:`-\sum_a \pi_\mathrm{ref}(a) \nabla \log \pi(a) = \nabla
       \mathrm{KL}(\pi_\mathrm{ref}\|\pi)`: the gradient of the *reverse* KL. It agrees with
       :math:`\nabla \mathrm{KL}(\pi\|\pi_\mathrm{ref})` to first order in the policies'
-      difference and parts from it as they separate (the bias reported in TRL and verl).
+      difference and parts from it as they separate (a pitfall reported against several RL
+      fine-tuning trainers).
     - ``gradient="unbiased"``: a surrogate whose gradient is an unbiased estimate of
       :math:`\nabla \mathrm{KL}(\pi\|\pi_\mathrm{ref})`, with the score-function term explicit
       (:math:`\mathrm{sg}` is ``stop_gradient``; :math:`\ell - \mathrm{sg}(\ell)` is 0 in value,
@@ -181,8 +182,8 @@ def kl_penalty(log_probs: ArrayLike, ref_log_probs: ArrayLike, *, mask: ArrayLik
     token: they estimate the gradient of :math:`\mathrm{KL}(\pi(\cdot|s)\|\pi_\mathrm{ref}
     (\cdot|s))` at the visited prefixes :math:`s`, held fixed. The gradient of the KL between
     whole sequences also carries the effect of each token on later prefixes (later log-ratios
-    times earlier scores), which a per-token penalty in the loss leaves out (as TRL, verl and
-    OpenRLHF do); a :math:`k_1` reward summed into the returns keeps it. ``ref_log_probs`` is
+    times earlier scores), which a per-token penalty in the loss leaves out (Tang & Munos
+    2025); a :math:`k_1` reward summed into the returns keeps it. ``ref_log_probs`` is
     the frozen reference: it is wrapped in ``stop_gradient``.
 
     **Aggregation** with the boolean ``mask`` :math:`m_{bt}` (``True``: a generated token that
