@@ -132,7 +132,9 @@ def wasserstein_critic_loss(real_scores: ArrayLike, fake_scores: ArrayLike) -> j
 
     whose minimum over 1-Lipschitz critics :math:`f` is :math:`-W_1(p_r, p_g)` in expectation.
     The Lipschitz constraint is not part of this loss: add :func:`gradient_penalty` (WGAN-GP)
-    or clip weights. The generator minimises :math:`-f(\tilde x)`.
+    or clip weights. The generator minimises :math:`-f(\tilde x)`. Infinite scores follow IEEE
+    arithmetic: one infinite score gives :math:`\pm\infty`; both infinite with the same sign
+    give NaN (:math:`\infty - \infty` has no limit).
 
     Args:
       real_scores: critic outputs on real examples, any shape.
