@@ -194,7 +194,7 @@ def monte_carlo(f, draw, key, num_samples, center):
     (s1, s2), _ = jax.lax.scan(step, (zero, zero), jax.random.split(key, n_chunks))
     n = n_chunks * CHUNK
     mean = jax.tree.map(lambda c, a: c + a / n, center, s1)
-    var = jax.tree.map(lambda a, b: b / n - (a / n) ** 2, s1, s2)
+    var = jax.tree.map(lambda a, b: jnp.maximum(b / n - (a / n) ** 2, 0.0), s1, s2)  # >= 0
     return mean, var, n
 
 

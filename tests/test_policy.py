@@ -281,3 +281,5 @@ def test_kl_estimators_experiment_tiny(tmp_path):
         assert np.all(np.asarray(unbiased["rel_bias_exact"]) < 1e-10)
         assert np.all(np.asarray(unbiased["rel_bias_mc"])
                       < 5 * np.asarray(unbiased["rel_bias_mc_se"]))
+    text = (tmp_path / "kl_estimators.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON: every number finite
