@@ -300,7 +300,49 @@ ROUND2_DISTILLATION = [  # losses.distillation
 ]
 
 
+LOGP23, REF23 = jnp.zeros((2, 3)), jnp.full((2, 3), -1.0)
 ROUND2_POLICY = [  # losses.policy, losses.generative
+    ("kl_penalty", "mask", "mask of the wrong shape",
+     lambda: L.kl_penalty(LOGP23, REF23, mask=jnp.ones((2, 4), bool))),
+    ("kl_penalty", "mask", "mask of shape [B] (no broadcasting)",
+     lambda: L.kl_penalty(LOGP23, REF23, mask=jnp.ones((2,), bool))),
+    ("kl_penalty", "mask", "float mask",
+     lambda: L.kl_penalty(LOGP23, REF23, mask=jnp.ones((2, 3)))),
+    ("kl_penalty", "mask", "string mask", lambda: L.kl_penalty(LOGP23, REF23, mask="all")),
+    ("kl_penalty", "ref_log_probs", "different shapes",
+     lambda: L.kl_penalty(LOGP23, jnp.zeros((2, 4)))),
+    ("kl_penalty", "log_probs", "not [B, T]", lambda: L.kl_penalty(jnp.zeros(3), jnp.zeros(3))),
+    ("kl_penalty", "log_probs", "string", lambda: L.kl_penalty("x", REF23)),
+    ("kl_penalty", "estimator", "unknown estimator",
+     lambda: L.kl_penalty(LOGP23, REF23, estimator="k4")),
+    ("kl_penalty", "gradient", "unknown gradient",
+     lambda: L.kl_penalty(LOGP23, REF23, gradient="reinforce")),
+    ("kl_penalty", "aggregation", "unknown aggregation",
+     lambda: L.kl_penalty(LOGP23, REF23, aggregation="mean")),
+    ("kl_penalty", "aggregation", "aggregation None",
+     lambda: L.kl_penalty(LOGP23, REF23, aggregation=None)),
+    ("gan_generator_loss", "non_saturating", "string flag",
+     lambda: L.gan_generator_loss(P3, non_saturating="no")),
+    ("gradient_penalty", "weight", "weight < 0",
+     lambda: L.gradient_penalty(_critic, X, X, KEY, weight=-1.0)),
+    ("gradient_penalty", "weight", "weight inf",
+     lambda: L.gradient_penalty(_critic, X, X, KEY, weight=jnp.inf)),
+    ("gradient_penalty", "weight", "weight string",
+     lambda: L.gradient_penalty(_critic, X, X, KEY, weight="10")),
+    ("gradient_penalty", "critic_fn", "integer scores (no gradient)",
+     lambda: L.gradient_penalty(lambda x: _critic(x).astype(jnp.int32), X, X, KEY)),
+    ("gradient_penalty", "critic_fn", "critic returns a tuple",
+     lambda: L.gradient_penalty(lambda x: (_critic(x),), X, X, KEY)),
+    ("adaptive_kl_coefficient", "tolerance", "string",
+     lambda: L.adaptive_kl_coefficient(1.0, 0.1, 0.1, tolerance="2")),
+    ("adaptive_kl_coefficient", "tolerance", "None",
+     lambda: L.adaptive_kl_coefficient(1.0, 0.1, 0.1, tolerance=None)),
+    ("adaptive_kl_coefficient", "tolerance", "inf",
+     lambda: L.adaptive_kl_coefficient(1.0, 0.1, 0.1, tolerance=jnp.inf)),
+    ("adaptive_kl_coefficient", "factor", "inf",
+     lambda: L.adaptive_kl_coefficient(1.0, 0.1, 0.1, factor=float("inf"))),
+    ("adaptive_kl_coefficient", "factor", "complex",
+     lambda: L.adaptive_kl_coefficient(1.0, 0.1, 0.1, factor=2j)),
 ]
 
 
@@ -367,6 +409,13 @@ CHECKED = [
      lambda: D.checked(jax.jit(lambda e: D.sinkhorn(X, Y, epsilon=e).reg_cost))(jnp.inf)),
     ("sinkhorn_divergence", "epsilon", "traced epsilon < 0",
      lambda: D.checked(jax.jit(lambda e: D.sinkhorn_divergence(X, Y, epsilon=e)))(-1.0)),
+    ("adaptive_kl_coefficient", "beta", "traced beta < 0",
+     lambda: D.checked(jax.jit(L.adaptive_kl_coefficient))(-1.0, 0.1, 0.01)),
+    ("adaptive_kl_coefficient", "target", "traced target < 0",
+     lambda: D.checked(jax.jit(L.adaptive_kl_coefficient))(1.0, 0.1, -0.01)),
+    ("gradient_penalty", "weight", "traced weight < 0",
+     lambda: D.checked(jax.jit(lambda w: L.gradient_penalty(_critic, X, X, KEY, weight=w)))(
+         -1.0)),
 ]
 
 
@@ -431,6 +480,7 @@ NAN_IN = {
     "vae_kl": lambda: L.vae_kl(NANP, Q3),
     "policy_kl": lambda: L.policy_kl(P3, NANP),
     "approx_kl": lambda: L.approx_kl(NANP),
+    "kl_penalty": lambda: L.kl_penalty(NANP[None], Q3[None]),
     "adaptive_kl_coefficient": lambda: L.adaptive_kl_coefficient(1.0, jnp.nan, 0.01),
     "gan_discriminator_loss": lambda: L.gan_discriminator_loss(NANP, Q3),
     "gan_generator_loss": lambda: L.gan_generator_loss(NANP),

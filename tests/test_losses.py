@@ -294,6 +294,78 @@ def test_gan_extreme_logits():
     assert abs(g_mm[3]) < 1e-12 and abs(g_ns[3] + 1) < 1e-6
 
 
+
+INF = np.inf
+
+
+def test_approx_kl_limits_at_infinite_log_ratios():
+    # r = +inf: k1 = -inf, k2 = k3 = +inf (e^r - 1 - r, not inf - inf = NaN); r = -inf: k1,
+    # k2, k3 all +inf. Derivatives: -1, r, e^r - 1, finite wherever the value is.
+    r = jnp.array([INF, -INF])
+    limits = {"k1": [-INF, INF], "k2": [INF, INF], "k3": [INF, INF]}
+    for est, lim in limits.items():
+        np.testing.assert_array_equal(approx_kl(r, estimator=est), lim)
+        np.testing.assert_array_equal(jax.jit(approx_kl, static_argnames="estimator")(
+            r, estimator=est), lim)
+    g = jax.vmap(jax.grad(lambda x: approx_kl(x, estimator="k3")))(r)
+    np.testing.assert_array_equal(g, [INF, -1.0])
+    np.testing.assert_array_equal(jax.vmap(jax.grad(lambda x: approx_kl(x, estimator="k1")))(
+        r), [-1.0, -1.0])
+    assert float(approx_kl(jnp.array(800.0))) == INF  # e^800 overflows float64: +inf, not NaN
+
+
+def test_gan_losses_limits_at_infinite_logits():
+    # -log sigma(+inf) = 0, -log sigma(-inf) = +inf; the gradients sigma - 1 (real) and sigma
+    # (fake) stay finite. optax.sigmoid_binary_cross_entropy gives NaN here (0 * -inf).
+    real = jnp.array([INF, -INF, INF, INF, 0.0, -INF])
+    fake = jnp.array([-INF, -INF, INF, 0.0, -INF, INF])
+    np.testing.assert_allclose(gan_discriminator_loss(real, fake),
+                               [0.0, INF, INF, LOG2, LOG2, INF], rtol=1e-15)
+    gr, gf = jax.grad(lambda r, f: gan_discriminator_loss(r, f).sum(), (0, 1))(real, fake)
+    np.testing.assert_allclose(gr, [0, -1, 0, 0, -0.5, -1], rtol=1e-15)
+    np.testing.assert_allclose(gf, [0, 0, 1, 0.5, 0, 1], rtol=1e-15)
+    x = jnp.array([INF, -INF])
+    np.testing.assert_array_equal(gan_generator_loss(x), [0.0, INF])
+    np.testing.assert_array_equal(gan_generator_loss(x, non_saturating=False), [-INF, 0.0])
+    g_ns = jax.vmap(jax.grad(gan_generator_loss))(x)
+    g_mm = jax.vmap(jax.grad(lambda f: gan_generator_loss(f, non_saturating=False)))(x)
+    np.testing.assert_array_equal(g_ns, [0.0, -1.0])
+    np.testing.assert_array_equal(g_mm, [-1.0, 0.0])
+    assert np.isnan(gan_discriminator_loss(jnp.array([jnp.nan]), jnp.array([0.0]))).all()
+
+
+def test_vae_kl_limits():
+    # A variance of 0 or infinity, or an infinite mean, is infinitely far from N(0, 1).
+    zeros = jnp.zeros(2)
+    for log_var in ([INF, 0.0], [-INF, 0.0]):
+        assert float(vae_kl(zeros, jnp.array(log_var))) == INF
+    assert float(vae_kl(jnp.array([INF, 0.0]), zeros)) == INF
+    g = jax.grad(lambda v: vae_kl(zeros, v))(jnp.array([-INF, 0.0]))
+    np.testing.assert_array_equal(g, [-0.5, 0.0])  # (e^v - 1) / 2
+
+
+def test_adaptive_kl_coefficient_limits():
+    kl = jnp.array([INF, -INF, jnp.nan, 0.01])
+    np.testing.assert_array_equal(adaptive_kl_coefficient(1.0, kl, 0.01), [2.0, 0.5, np.nan, 1])
+    np.testing.assert_array_equal(adaptive_kl_coefficient(1.0, jnp.array([INF, 5.0]), INF),
+                                  [1.0, 0.5])
+    np.testing.assert_array_equal(adaptive_kl_coefficient(0.0, 1.0, 0.01), 0.0)
+    with pytest.raises(JaxRuntimeError, match="adaptive_kl_coefficient: beta"):
+        checked(jax.jit(adaptive_kl_coefficient))(-1.0, 0.1, 0.01)
+
+
+def test_gradient_penalty_edge_cases():
+    key = jax.random.key(0)
+    out = gradient_penalty(CRITIC, jnp.zeros((0, 3)), jnp.zeros((0, 3)), key)  # empty batch
+    assert out.shape == (0,)
+    # No features: the input gradient is empty, its norm 0, the penalty the weight.
+    np.testing.assert_array_equal(gradient_penalty(CRITIC, jnp.zeros((4, 0)),
+                                                   jnp.zeros((4, 0)), key, weight=3.0), 3.0)
+    # One scalar feature per example: critic x -> 2x has gradient norm 2, penalty w (2-1)^2.
+    np.testing.assert_array_equal(gradient_penalty(lambda x: 2 * x, jnp.ones(5), jnp.zeros(5),
+                                                   key), 10.0)
+
+
 def test_optimal_discriminator_value_is_js():
     # V(D*, G) = E_r log D* + E_g log(1 - D*) = 2 JS(p_r || p_g) - 2 log 2 (Goodfellow et al.).
     p_r, p_g = _dirichlet(14, 7), _dirichlet(15, 7)

@@ -22,7 +22,7 @@ from jaxdiv.losses.generative import (
     vae_kl,
     wasserstein_critic_loss,
 )
-from jaxdiv.losses.policy import adaptive_kl_coefficient, approx_kl, policy_kl
+from jaxdiv.losses.policy import adaptive_kl_coefficient, approx_kl, kl_penalty, policy_kl
 
 __all__ = [
     "adaptive_kl_coefficient",
@@ -31,6 +31,7 @@ __all__ = [
     "gan_discriminator_loss",
     "gan_generator_loss",
     "gradient_penalty",
+    "kl_penalty",
     "policy_kl",
     "vae_kl",
     "wasserstein_critic_loss",
