@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+import jaxdiv
 from jaxdiv.fitting import fit, sweep
 
 
@@ -64,7 +65,8 @@ def test_bad_arguments():
 
 SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
-    from jaxdiv.fitting import fit, sweep
+    import jaxdiv
+from jaxdiv.fitting import fit, sweep
     assert jax.device_count() == 8, jax.devices()
     def one(key, w0):
         loss = lambda w, k: jnp.mean((w - jax.random.normal(k, (64,))) ** 2)
@@ -101,3 +103,19 @@ def test_sweep_reuses_its_compiled_program():
     for chunk in (jnp.arange(4.0), jnp.arange(4.0, 8.0), jnp.arange(8.0, 12.0)):
         np.testing.assert_array_equal(sweep(one, chunk), 2 * np.asarray(chunk))
     assert len(calls) == 1
+
+
+def test_public_namespace():
+    # dir(jaxdiv) is __all__: the functions and classes, __version__, and the two public
+    # subpackages; nothing imported for the package's own use leaks in.
+    assert dir(jaxdiv) == sorted(jaxdiv.__all__)
+    assert {"__version__", "estimators", "losses", "fit", "sweep"} <= set(jaxdiv.__all__)
+    for name in jaxdiv.__all__:
+        assert hasattr(jaxdiv, name), name
+    for leaked in ("version", "PackageNotFoundError", "_metadata"):
+        assert not hasattr(jaxdiv, leaked), leaked
+    assert isinstance(jaxdiv.__version__, str)
+    assert jaxdiv.fit is fit and callable(jaxdiv.fit)  # the function, not a module
+    assert jaxdiv.fitting.sweep is sweep  # the module is reachable under its own name
+    assert dir(jaxdiv.losses) == sorted(jaxdiv.losses.__all__)
+    assert all(callable(getattr(jaxdiv.losses, n)) for n in jaxdiv.losses.__all__)
