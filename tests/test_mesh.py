@@ -133,7 +133,8 @@ SCRIPT = textwrap.dedent("""
                 failures.append(f"{types[0]}: {case[0]}: {type(e).__name__}: "
                                 f"{str(e).strip().splitlines()[0][:300]}")
         got = everything(traced)([put(args) for _, _, args in traced])
-        assert got[0][0].sharding.spec == P("b"), got[0][0].sharding
+        if types == (AxisType.Explicit,):  # the result keeps the batch sharding
+            assert got[0][0].sharding.spec[0] == "b", got[0][0].sharding
         for (name, _, _), values in zip(traced, got, strict=True):
             try:
                 close(values, refs[name])
