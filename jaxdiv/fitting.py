@@ -3,7 +3,8 @@
 ``fit`` runs an optax optimiser inside ``lax.scan``: no Python loop, no host round trip, so it
 goes through ``jax.jit`` and ``jax.vmap`` — a whole grid of fits (over keys, initial
 parameters, or any traced hyperparameter the loss closes over) is one XLA program. ``sweep``
-is that ``vmap`` with the sweep axis sharded over devices by JAX's own sharding.
+is that ``vmap`` with the sweep axis split over a device mesh by ``jax.shard_map`` (each device
+fits its own share, with no communication), on one host or several.
 """
 
 from __future__ import annotations
