@@ -1,5 +1,6 @@
 """Experiment outputs are written atomically: an interrupted write loses nothing."""
 
+import argparse
 import json
 import math
 import os
@@ -98,3 +99,18 @@ def test_figure_written_atomically(tmp_path):
     plt.close(fig)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["f.png"]
+
+
+def test_output_folder_refuses_files_and_unwritable_folders_and_creates_nothing(tmp_path,
+                                                                              monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for bad, words in [(afile, "is a file"), (afile / "a" / "b", "lies under the file")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            _io.output_folder(str(bad))
+    assert _io.output_folder(str(tmp_path / "new" / "deeper")) == tmp_path / "new" / "deeper"
+    assert sorted(os.listdir(tmp_path)) == ["afile"]  # checking creates nothing
+    # A folder this user may not write in (simulated: root may write anywhere).
+    monkeypatch.setattr(_io.os, "access", lambda path, mode: False)
+    with pytest.raises(argparse.ArgumentTypeError, match="permission denied"):
+        _io.output_folder(str(tmp_path / "new"))
