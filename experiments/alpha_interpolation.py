@@ -35,6 +35,8 @@ the exact optimum), and in ``--out``: ``alpha_interpolation.json`` (``alpha``, `
 start ``mean``, ``std``, ``exact_divergence``, ``final_loss`` and the exact-objective fits
 ``exact_mean``, ``exact_std``, over alpha; ``best``; ``target``; ``meta``) and
 ``alpha_interpolation.png``, both written atomically.
+Strict JSON: a non-finite number is written as the string ``"inf"``, ``"-inf"`` or ``"nan"``
+(the encoding of every experiment, ``experiments/_io.py``).
 """
 
 from __future__ import annotations
@@ -55,28 +57,28 @@ from jaxdiv import estimators
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.alpha_interpolation",
-        description="Fit one Gaussian to a mixture under the alpha-divergence for a grid of "
-                    "alpha, from several starts, as one vmapped program.")
+    p = _io.parser("alpha_interpolation",
+                   "Fit one Gaussian to a mixture under the alpha-divergence for a grid of "
+                   "alpha, from several starts, as one vmapped program.")
     _io.add_target_arguments(p)
-    p.add_argument("--alpha-min", type=float, default=-0.25, help="(default: -0.25)")
-    p.add_argument("--alpha-max", type=float, default=1.25, help="(default: 1.25)")
-    p.add_argument("--num-alpha", type=int, default=25,
-                   help="alpha values, evenly spaced (default: 25)")
-    p.add_argument("--init-means", type=float, nargs="+", default=None,
+    p.add_argument("--alpha-min", type=_io.finite_float, default=-0.25,
+                   help="smallest alpha")
+    p.add_argument("--alpha-max", type=_io.finite_float, default=1.25, help="largest alpha")
+    p.add_argument("--num-alpha", type=_io.int_at_least(2), default=25,
+                   help="alpha values, evenly spaced")
+    p.add_argument("--init-means", type=_io.finite_float, nargs="+", default=None,
                    help="initial model means (default: the mixture mean -/+ one mixture std, "
                         "narrow, and -/+ half a mixture std, wide)")
-    p.add_argument("--init-stds", type=float, nargs="+", default=None,
+    p.add_argument("--init-stds", type=_io.positive_float, nargs="+", default=None,
                    help="initial model stds, one per initial mean (default: a quarter of the "
                         "mixture std for the narrow starts, the mixture std for the wide ones)")
-    p.add_argument("--steps", type=int, default=500, help="Adam steps per fit (default: 500)")
-    p.add_argument("--num-samples", type=int, default=256,
-                   help="model draws per step (default: 256)")
-    p.add_argument("--learning-rate", type=float, default=0.05,
-                   help="peak Adam learning rate, cosine-decayed to 1%% (default: 0.05)")
-    p.add_argument("--grid-points", type=int, default=2001,
-                   help="quadrature points of the exact divergence (default: 2001)")
+    p.add_argument("--steps", type=_io.int_at_least(1), default=500, help="Adam steps per fit")
+    p.add_argument("--num-samples", type=_io.int_at_least(2), default=256,
+                   help="model draws per step")
+    p.add_argument("--learning-rate", type=_io.positive_float, default=0.05,
+                   help="peak Adam learning rate, cosine-decayed to 1%%")
+    p.add_argument("--grid-points", type=_io.int_at_least(101), default=2001,
+                   help="quadrature points of the exact divergence")
     _io.add_output_arguments(p)
     return p.parse_args(argv)
 

@@ -31,6 +31,8 @@ from the theory), and in ``--out``: ``bifurcation.json`` (``d``, ``init_means``,
 per family ``mean`` and ``std`` as [d][init][seed], ``critical``, ``theory``, ``meta``) and
 ``bifurcation.png`` (final mean against d: the pitchforks, with the theory's branches), both
 written atomically.
+Strict JSON: a non-finite number is written as the string ``"inf"``, ``"-inf"`` or ``"nan"``
+(the encoding of every experiment, ``experiments/_io.py``).
 """
 
 from __future__ import annotations
@@ -56,36 +58,35 @@ HEAD = {"fixed": ": off-centre", "free": ": on a mode"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.bifurcation",
-        description="Reverse-KL Gaussian fits to a symmetric two-component mixture, swept over "
-                    "the separation d, the initial mean and the seed.")
-    p.add_argument("--d-min", type=float, default=0.0, help="(default: 0)")
-    p.add_argument("--d-max", type=float, default=8.0, help="(default: 8)")
-    p.add_argument("--num-d", type=int, default=65, help="separations (default: 65)")
-    p.add_argument("--init-range", type=float, default=4.0,
-                   help="initial means evenly spaced on [-R, R] (default: 4)")
-    p.add_argument("--num-inits", type=int, default=16, help="initial means (default: 16)")
-    p.add_argument("--seeds", type=int, default=4, help="seeds per (d, start) (default: 4)")
+    p = _io.parser("bifurcation",
+                   "Reverse-KL Gaussian fits to a symmetric two-component mixture, swept over "
+                   "the separation d, the initial mean and the seed.")
+    p.add_argument("--d-min", type=_io.finite_float, default=0.0, help="smallest separation")
+    p.add_argument("--d-max", type=_io.finite_float, default=8.0, help="largest separation")
+    p.add_argument("--num-d", type=_io.int_at_least(2), default=65, help="separations")
+    p.add_argument("--init-range", type=_io.finite_float, default=4.0,
+                   help="initial means evenly spaced on [-R, R]")
+    p.add_argument("--num-inits", type=_io.int_at_least(1), default=16, help="initial means")
+    p.add_argument("--seeds", type=_io.int_at_least(1), default=4, help="seeds per (d, start)")
     p.add_argument("--scale", choices=("both", *FAMILIES), default="both",
-                   help="fit the scale too (free), hold it at 1 (fixed), or both (default)")
+                   help="fit the scale too (free), hold it at 1 (fixed), or both")
     p.add_argument("--objective", choices=("mc", "grid"), default="mc",
-                   help="Monte Carlo reverse_kl (default) or quadrature grid_kl")
-    p.add_argument("--num-samples", type=int, default=32,
-                   help="Monte Carlo draws per step (default: 32)")
-    p.add_argument("--grid-points", type=int, default=601,
-                   help="quadrature points of grid_kl and of the theory (default: 601)")
-    p.add_argument("--steps", type=int, default=500, help="Adam steps per fit (default: 500)")
-    p.add_argument("--learning-rate", type=float, default=0.05,
-                   help="peak Adam learning rate, cosine-decayed to 1%% (default: 0.05)")
-    p.add_argument("--chunk-size", type=int, default=0,
+                   help="Monte Carlo reverse_kl or quadrature grid_kl")
+    p.add_argument("--num-samples", type=_io.int_at_least(2), default=32,
+                   help="Monte Carlo draws per step")
+    p.add_argument("--grid-points", type=_io.int_at_least(101), default=601,
+                   help="quadrature points of grid_kl and of the theory")
+    p.add_argument("--steps", type=_io.int_at_least(1), default=500, help="Adam steps per fit")
+    p.add_argument("--learning-rate", type=_io.positive_float, default=0.05,
+                   help="peak Adam learning rate, cosine-decayed to 1%%")
+    p.add_argument("--chunk-size", type=_io.int_at_least(0), default=0,
                    help="fits per compiled call, with a progress line after each; 0: a quarter "
                         "of the sweep on one device, all of it with --devices all (each "
                         "jaxdiv.sweep call compiles anew)")
     p.add_argument("--devices", choices=("none", "all"), default="none",
-                   help="'all' shards the sweep axis over every device (default: none)")
-    p.add_argument("--theory-points", type=int, default=161,
-                   help="separations on the theory's fine grid (default: 161)")
+                   help="'all' shards the sweep axis over every device")
+    p.add_argument("--theory-points", type=_io.int_at_least(3), default=161,
+                   help="separations on the theory's fine grid")
     p.add_argument("--no-theory", action="store_true", help="skip the quadrature theory")
     _io.add_output_arguments(p)
     return p.parse_args(argv)

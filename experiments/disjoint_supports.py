@@ -29,9 +29,10 @@ Output: a table (theta, then KL, JS, W1 and the gradients of JS and W1, beside t
 forms), and in ``--out``: ``disjoint_supports.json`` with keys ``theta``, ``kl``, ``js``,
 ``wasserstein``, ``grad_js``, ``grad_wasserstein`` (lists over theta), ``closed_form`` (the
 same quantities in closed form), ``wasserstein_sinkhorn`` and ``grad_wasserstein_sinkhorn``
-(the 2-D check; absent with ``--no-sinkhorn``) and ``meta``. Infinite KL is written as the
-JSON token ``Infinity`` (Python's ``json`` reads it back as ``float('inf')``; strict parsers
-need ``allow_nan``-style options). ``disjoint_supports.png`` draws the three curves and the
+(the 2-D check; absent with ``--no-sinkhorn``) and ``meta``. The JSON is strict: infinite KL
+is written as the string ``"inf"`` (and any NaN as ``"nan"``), the encoding of every
+experiment (``experiments/_io.py``); ``experiments._io.read_json`` reads it back as
+``float('inf')``. ``disjoint_supports.png`` draws the three curves and the
 two gradients. Both files are written atomically.
 """
 
@@ -51,20 +52,19 @@ from experiments import _io
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.disjoint_supports",
-        description="KL, JS and W1 between two parallel segments, and their gradients.")
-    p.add_argument("--theta-max", type=float, default=1.0,
-                   help="theta runs over [-theta-max, theta-max] (default: 1)")
-    p.add_argument("--num-theta", type=int, default=33,
-                   help="number of theta values, odd so that 0 is one (default: 33)")
-    p.add_argument("--num-samples", type=int, default=1024,
-                   help="samples per segment for the histograms and W1 (default: 1024)")
-    p.add_argument("--y-bins", type=int, default=8, help="histogram bins along y (default: 8)")
-    p.add_argument("--sinkhorn-samples", type=int, default=128,
-                   help="samples per segment for the 2-D Sinkhorn check (default: 128)")
-    p.add_argument("--epsilon", type=float, default=0.005,
-                   help="Sinkhorn regularisation, absolute, in distance units (default: 0.005)")
+    p = _io.parser("disjoint_supports",
+                   "KL, JS and W1 between two parallel segments, and their gradients.")
+    p.add_argument("--theta-max", type=_io.positive_float, default=1.0,
+                   help="theta runs over [-theta-max, theta-max]")
+    p.add_argument("--num-theta", type=_io.int_at_least(3), default=33,
+                   help="number of theta values, odd so that 0 is one")
+    p.add_argument("--num-samples", type=_io.int_at_least(2), default=1024,
+                   help="samples per segment for the histograms and W1")
+    p.add_argument("--y-bins", type=_io.int_at_least(1), default=8, help="histogram bins along y")
+    p.add_argument("--sinkhorn-samples", type=_io.int_at_least(2), default=128,
+                   help="samples per segment for the 2-D Sinkhorn check")
+    p.add_argument("--epsilon", type=_io.positive_float, default=0.005,
+                   help="Sinkhorn regularisation, absolute, in distance units")
     p.add_argument("--no-sinkhorn", action="store_true", help="skip the 2-D Sinkhorn check")
     _io.add_output_arguments(p)
     return p.parse_args(argv)
@@ -167,7 +167,7 @@ def run(a: argparse.Namespace) -> dict:
         "epsilon": None if a.no_sinkhorn else a.epsilon,
         "w1_method": "jaxdiv.wasserstein_1d on the x coordinates (exact)",
         "kl_js_method": "jaxdiv.kl_divergence / js_divergence of shared-binning 2-D histograms",
-        "infinity": "JSON token Infinity", "wall_seconds": time.perf_counter() - t0}
+        "infinity": "the string \"inf\"", "wall_seconds": time.perf_counter() - t0}
     return result
 
 

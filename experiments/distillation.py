@@ -6,9 +6,7 @@ teacher's logits (Hinton et al. 2015) it also learns how the teacher ranks the w
 How much test accuracy and how much closeness to the teacher does that buy, and how does it
 depend on the temperature T?
 
-Command::
-
-    python -m experiments.distillation --out results/
+Command: ``python -m experiments.distillation [--out results/]`` (``--help`` for the options).
 
 Set-up: a synthetic 10-class task in 10 dimensions, each class a mixture of 3 Gaussian
 clusters (so boundaries are non-linear and the Bayes posterior is soft; the "bayes" row is
@@ -21,11 +19,15 @@ one ``jax.vmap`` of a ``lax.scan`` loop: one compilation, the temperature a trac
 
 Output: a table (printed) of test accuracy, top-1 agreement with the teacher and the mean
 KL(teacher || student) on held-out data, mean and spread over ``--seeds`` student seeds;
-``distillation.json`` with every number and ``distillation.png`` (accuracy and KL against T,
-the hard-label student as a band). With the defaults (about 10 s on 2 CPU cores) and seeds
-0-2, the students distilled at T = 4..8 end 2-3x closer to the teacher than the hard-label
-students (KL 0.19-0.35 against 0.43-1.03 nats) and 4-9 points more accurate; both gains grow
-from T = 1 to T = 4 and level off by T = 8.
+and in ``--out``: ``distillation.json`` (``models``: one entry per model with its metrics, and
+for the students their mean, ``_std`` and per-seed ``_runs``; ``meta``: the options and
+versions) and ``distillation.png`` (accuracy and KL against T, the hard-label student as a
+band), both written atomically. Strict JSON: a non-finite number is written as the string
+``"inf"``, ``"-inf"`` or ``"nan"`` (the encoding of every experiment, ``experiments/_io.py``).
+
+With the defaults (about 10 s on 2 CPU cores) and seeds 0-2, the students distilled at T = 4..8
+end 2-3x closer to the teacher than the hard-label students (KL 0.19-0.35 against 0.43-1.03
+nats) and 4-9 points more accurate; both gains grow from T = 1 to T = 4 and level off by T = 8.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -41,11 +42,11 @@ import numpy as np
 import optax
 
 import jaxdiv
+from experiments import _io
 from jaxdiv import losses
 
-from ._io import save_figure, write_json
-
 F32 = jnp.float32
+N_TEACHER, N_TEST, TEACHER_HIDDEN = 8192, 4096, (128, 128)
 
 
 def make_task(rng, *, classes=10, clusters=3, dim=10, spread=1.6):
@@ -140,55 +141,86 @@ def metrics(logits, teacher_logits, y):
             "kl_to_teacher": jnp.mean(kl, -1)}
 
 
-def run(*, seed=0, steps=1000, teacher_steps=1000, n_student=400, seeds=3,
-        temperatures=(1.0, 2.0, 4.0, 8.0), alpha=0.9, student_hidden=32, lr=3e-3):
-    """Trains the teacher and all students; returns a JSON-ready dict of the results."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _io.parser("distillation", "Train a teacher MLP, then small students on a few labelled "
+                   "examples, with and without jaxdiv.losses.distillation_loss, over a grid of "
+                   "temperatures.")
+    p.add_argument("--steps", type=_io.int_at_least(1), default=1000,
+                   help="student training steps")
+    p.add_argument("--teacher-steps", type=_io.int_at_least(1), default=1000,
+                   help="teacher training steps")
+    p.add_argument("--n-student", type=_io.int_at_least(1), default=400,
+                   help=f"student training set size, at most {N_TEACHER}")
+    p.add_argument("--seeds", type=_io.int_at_least(1), default=3,
+                   help="student seeds per configuration")
+    p.add_argument("--temperatures", type=_io.positive_float, nargs="+",
+                   default=[1.0, 2.0, 4.0, 8.0], help="distillation temperatures T, > 0")
+    p.add_argument("--alpha", type=_io.float_in(0.0, 1.0), default=0.9,
+                   help="weight of the distillation term, in [0, 1] (the rest: hard labels)")
+    p.add_argument("--student-hidden", type=_io.int_at_least(1), default=32,
+                   help="width of the student's hidden layer")
+    p.add_argument("--learning-rate", type=_io.positive_float, default=3e-3,
+                   help="Adam learning rate of teacher and students")
+    _io.add_output_arguments(p)
+    return p.parse_args(argv)
+
+
+def validate(a: argparse.Namespace) -> str | None:
+    """Returns a one-line error for bad command-line input, or None."""
+    if a.n_student > N_TEACHER:
+        return f"--n-student must be <= {N_TEACHER} (the teacher's data), got {a.n_student}"
+    return None
+
+
+def run(a: argparse.Namespace) -> dict:
+    """Trains the teacher and all students; returns the JSON-ready results."""
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(a.seed)
     centres = make_task(rng)
-    x, y = sample(rng, centres, 8192)
-    x_test, y_test = sample(rng, centres, 4096)
-    teacher = train_teacher(rng, x, y, hidden=(128, 128), steps=teacher_steps, batch=256, lr=lr)
+    x, y = sample(rng, centres, N_TEACHER)
+    x_test, y_test = sample(rng, centres, N_TEST)
+    teacher = train_teacher(rng, x, y, hidden=TEACHER_HIDDEN, steps=a.teacher_steps, batch=256,
+                            lr=a.learning_rate)
     t_test = mlp(teacher, x_test)
-    xs, ys = x[:n_student], y[:n_student]
+    xs, ys = x[:a.n_student], y[:a.n_student]
+    seeds = a.seeds
 
     # One student per (configuration, seed); the hard-label configuration has alpha = 0.
-    configs = [("hard labels", 1.0, 0.0)] + [(f"distill T={t:g}", t, alpha)
-                                             for t in temperatures]
+    configs = [("hard labels", 1.0, 0.0)] + [(f"distill T={t:g}", t, a.alpha)
+                                             for t in a.temperatures]
     temps = jnp.repeat(jnp.asarray([c[1] for c in configs], F32), seeds)
     alphas = jnp.repeat(jnp.asarray([c[2] for c in configs], F32), seeds)
-    sizes = [x.shape[1], student_hidden, centres.shape[0]]
+    sizes = [x.shape[1], a.student_hidden, centres.shape[0]]
     inits = [init_mlp(rng, sizes) for _ in range(len(configs) * seeds)]
-    students = train_students(jax.tree.map(lambda *a: jnp.stack(a), *inits), xs, ys,
-                              mlp(teacher, xs), temps, alphas, steps=steps, lr=lr)
+    students = train_students(jax.tree.map(lambda *v: jnp.stack(v), *inits), xs, ys,
+                              mlp(teacher, xs), temps, alphas, steps=a.steps,
+                              lr=a.learning_rate)
     s_test = jax.vmap(mlp, in_axes=(0, None))(students, x_test)
     per_student = jax.tree.map(np.asarray, metrics(s_test, t_test, y_test))
 
     def scalars(m):
         return {k: float(v) for k, v in m.items()}
 
-    rows = [{"model": "bayes", "temperature": None, "alpha": None,
-             **scalars(metrics(bayes_logits(centres, x_test), t_test, y_test))},
-            {"model": "teacher", "temperature": None, "alpha": None,
-             **scalars(metrics(t_test, t_test, y_test))}]
-    for i, (name, t, a) in enumerate(configs):
-        row = {"model": name, "temperature": t if a > 0 else None, "alpha": a}
+    models = [{"model": "bayes", "temperature": None, "alpha": None,
+               **scalars(metrics(bayes_logits(centres, x_test), t_test, y_test))},
+              {"model": "teacher", "temperature": None, "alpha": None,
+               **scalars(metrics(t_test, t_test, y_test))}]
+    for i, (name, t, alpha) in enumerate(configs):
+        row = {"model": name, "temperature": t if alpha > 0 else None, "alpha": alpha}
         for m, vals in per_student.items():
             vals = vals[i * seeds:(i + 1) * seeds]
             row[m], row[m + "_std"], row[m + "_runs"] = (float(vals.mean()), float(vals.std()),
                                                          vals.tolist())
-        rows.append(row)
-    settings = dict(seed=seed, steps=steps, teacher_steps=teacher_steps, n_student=n_student,
-                    seeds=seeds, temperatures=list(temperatures), alpha=alpha,
-                    student_hidden=student_hidden, lr=lr, classes=10, clusters=3, dim=10,
-                    n_teacher=8192, n_test=4096, teacher_hidden=[128, 128])
-    return {"settings": settings, "rows": rows, "seconds": time.perf_counter() - t0,
-            "backend": jax.default_backend(), "jax": jax.__version__}
+        models.append(row)
+    return {"models": models,
+            "meta": _io.meta(a, t0, classes=10, clusters=3, dim=10, n_teacher=N_TEACHER,
+                             n_test=N_TEST, teacher_hidden=list(TEACHER_HIDDEN))}
 
 
-def table(result) -> str:
+def summary(result: dict) -> str:
+    """The printed table: one line per model."""
     lines = [f"{'model':<14} {'test acc':>16} {'agreement':>16} {'KL(teacher||s)':>18}"]
-    for r in result["rows"]:
+    for r in result["models"]:
         def cell(m, width, r=r):
             s = f"{round(r[m], 3) + 0.0:.3f}"  # + 0.0: no "-0.000" from rounding
             if m + "_std" in r:
@@ -199,13 +231,14 @@ def table(result) -> str:
     return "\n".join(lines)
 
 
-def plot(result, path):
+def figure(result: dict):
+    """Test accuracy and KL to the teacher against T, the hard-label students as a band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
+    rows = result["models"]
     hard = next(r for r in rows if r["model"] == "hard labels")
     dist = [r for r in rows if r["model"].startswith("distill")]
     ts = [r["temperature"] for r in dist]
@@ -225,34 +258,13 @@ def plot(result, path):
         ax.set_xlabel("temperature T")
         ax.set_ylabel(label)
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"distillation on {result['settings']['n_student']} labelled examples")
+    fig.suptitle(f"distillation on {result['meta']['n_student']} labelled examples")
     fig.tight_layout()
-    save_figure(path, fig, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1000, help="student training steps")
-    parser.add_argument("--teacher-steps", type=int, default=1000)
-    parser.add_argument("--n-student", type=int, default=400, help="student training set size")
-    parser.add_argument("--seeds", type=int, default=3, help="student seeds per configuration")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
-    parser.add_argument("--alpha", type=float, default=0.9,
-                        help="weight of the distillation term (the rest: hard labels)")
-    parser.add_argument("--no-plot", action="store_true", help="skip distillation.png")
-    args = parser.parse_args(argv)
-    result = run(seed=args.seed, steps=args.steps, teacher_steps=args.teacher_steps,
-                 n_student=args.n_student, seeds=args.seeds,
-                 temperatures=tuple(args.temperatures), alpha=args.alpha)
-    print(table(result))
-    print(f"({result['seconds']:.1f} s on {result['backend']})")
-    write_json(args.out / "distillation.json", result)
-    if not args.no_plot:
-        plot(result, args.out / "distillation.png")
-    return result
+def main(argv: list[str] | None = None) -> dict:
+    return _io.run_cli("distillation", parse_args(argv), validate, run, summary, figure)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ a dense grid) beside the analytic forward-KL optimum, and in ``--out``: ``mode_s
 and ``mode_seeking.png`` (the target with every fit overlaid, and the loss curves), both
 written atomically. Every objective's runs (one per initialisation) are one vmapped, jitted
 ``jaxdiv.fit`` call.
+Strict JSON: a non-finite number is written as the string ``"inf"``, ``"-inf"`` or ``"nan"``
+(the encoding of every experiment, ``experiments/_io.py``).
 """
 
 from __future__ import annotations
@@ -35,28 +37,27 @@ OBJECTIVES = ("forward_kl", "reverse_kl", "js", "sinkhorn")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.mode_seeking",
-        description="Fit one Gaussian to a mixture of 1-D Gaussians under forward KL, reverse "
-                    "KL, JS and the Sinkhorn divergence, from several initialisations.")
+    p = _io.parser("mode_seeking", "Fit one Gaussian to a mixture of 1-D Gaussians under "
+                   "forward KL, reverse KL, JS and the Sinkhorn divergence, from several "
+                   "initialisations.")
     _io.add_target_arguments(p)
-    p.add_argument("--init-means", type=float, nargs="+", default=None,
+    p.add_argument("--init-means", type=_io.finite_float, nargs="+", default=None,
                    help="initial model means, one run each (default: the mixture mean minus "
                         "and plus one mixture std)")
-    p.add_argument("--init-std", type=float, default=None,
+    p.add_argument("--init-std", type=_io.positive_float, default=None,
                    help="initial model std, > 0 (default: a quarter of the mixture std; a wide "
                         "one lets reverse KL be captured by the heavier mode)")
-    p.add_argument("--steps", type=int, default=500, help="Adam steps per fit (default: 500)")
-    p.add_argument("--num-samples", type=int, default=256,
-                   help="Monte Carlo samples per step and objective (default: 256)")
-    p.add_argument("--learning-rate", type=float, default=0.05,
-                   help="peak Adam learning rate, cosine-decayed to 1%% (default: 0.05)")
-    p.add_argument("--sinkhorn-samples", type=int, default=128,
+    p.add_argument("--steps", type=_io.int_at_least(1), default=500, help="Adam steps per fit")
+    p.add_argument("--num-samples", type=_io.int_at_least(2), default=256,
+                   help="Monte Carlo samples per step and objective")
+    p.add_argument("--learning-rate", type=_io.positive_float, default=0.05,
+                   help="peak Adam learning rate, cosine-decayed to 1%%")
+    p.add_argument("--sinkhorn-samples", type=_io.int_at_least(2), default=128,
                    help="samples per step for the Sinkhorn objective, whose cost grows as "
-                        "their square (default: 128)")
-    p.add_argument("--epsilon", type=float, default=0.5,
+                        "their square")
+    p.add_argument("--epsilon", type=_io.positive_float, default=0.5,
                    help="entropic regularisation of the Sinkhorn divergence, absolute, in "
-                        "squared-distance units (default: 0.5)")
+                        "squared-distance units")
     _io.add_output_arguments(p)
     return p.parse_args(argv)
 

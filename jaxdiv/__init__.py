@@ -4,9 +4,15 @@ Every function is pure and goes through ``jax.jit``, ``jax.vmap`` and ``jax.grad
 nats (``base=2`` for bits); ``(p, q)`` reads D(p || q) with ``p`` the reference distribution.
 Monte Carlo and quadrature estimators between densities live in ``jaxdiv.estimators``;
 model-facing loss blocks in ``jaxdiv.losses``.
+
+The namespace is ``__all__``: the functions and classes below, ``__version__``, and the two
+public subpackages ``jaxdiv.estimators`` and ``jaxdiv.losses`` (``dir(jaxdiv)`` lists exactly
+these). The modules that define them (``jaxdiv.discrete``, ``jaxdiv.fitting``, ...) stay
+importable under their own names, for documentation links, but are not part of the interface:
+import from ``jaxdiv``. ``jaxdiv.fit`` is the fitting function; its module is ``jaxdiv.fitting``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from jaxdiv import estimators, losses
 from jaxdiv._checks import checked
@@ -40,9 +46,10 @@ from jaxdiv.sample_distances import energy_distance, mmd, sliced_wasserstein, wa
 from jaxdiv.transport import SinkhornResult, sinkhorn, sinkhorn_divergence
 
 try:
-    __version__ = version("jaxdiv")
-except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = _metadata.version("jaxdiv")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
+del _metadata
 
 __all__ = [
     "Mixture",
@@ -83,3 +90,7 @@ __all__ = [
     "total_variation",
     "wasserstein_1d",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -347,6 +347,14 @@ ROUND2_POLICY = [  # losses.policy, losses.generative
 
 
 ROUND2_FIT = [  # fitting, keys, the package namespace
+    ("sweep", "devices", "empty devices", lambda: D.sweep(jnp.sum, jnp.ones((3, 2)), devices=[])),
+    ("sweep", "devices", "a string in devices",
+     lambda: D.sweep(jnp.sum, jnp.ones((3, 2)), devices=["cpu"])),
+    ("sweep", "spec", "axis not in the mesh",
+     lambda: D.sweep(jnp.sum, jnp.ones((3, 2)), devices=jax.make_mesh((1,), ("x",)),
+                     spec=jax.sharding.PartitionSpec("y"))),
+    ("sweep", "spec", "spec without a mesh",
+     lambda: D.sweep(jnp.sum, jnp.ones((3, 2)), spec=jax.sharding.PartitionSpec("x"))),
 ]
 
 ROUND2 = [*ROUND2_DISCRETE, *ROUND2_SAMPLES, *ROUND2_DISTRIBUTIONS, *ROUND2_DISTILLATION,

@@ -10,14 +10,27 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.optimize import brentq, minimize
 
-from experiments import alpha_interpolation, bifurcation, disjoint_supports
+from experiments import (
+    _io,
+    alpha_interpolation,
+    bifurcation,
+    disjoint_supports,
+    distillation,
+    mode_seeking,
+)
 
 PNG = b"\x89PNG"
+EXPERIMENTS = [alpha_interpolation, bifurcation, disjoint_supports, distillation, mode_seeking]
+
+
+def _reject(token):
+    raise ValueError(f"non-standard JSON token {token}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,8 +58,9 @@ def test_disjoint_supports_closed_forms(tmp_path):
                                np.sign(th[nz]), atol=0.01)
     assert result["sinkhorn_converged"]
     text = (tmp_path / "disjoint_supports.json").read_text()
-    assert "Infinity" in text  # +inf as the JSON token, read back by Python's json
-    on_disk = json.loads(text)
+    strict = json.loads(text, parse_constant=_reject)  # strict JSON: no Infinity/NaN tokens
+    assert strict["kl"][0] == "inf"  # +inf as the documented string
+    on_disk = _io.read_json(tmp_path / "disjoint_supports.json")
     assert {"theta", "kl", "js", "wasserstein", "grad_js", "grad_wasserstein"} <= set(on_disk)
     assert on_disk["kl"][0] == math.inf
     assert (tmp_path / "disjoint_supports.png").read_bytes()[:4] == PNG
@@ -175,16 +189,72 @@ def test_bifurcation_sharded_equals_single_device(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# distillation: the shared command-line and JSON contract (tiny settings; the physics is tested
+# with the loss in tests/test_losses.py)
+
+
+def test_distillation_output_contract(tmp_path, capsys):
+    old = os.umask(0o027)
+    try:
+        result = distillation.main(["--steps", "20", "--teacher-steps", "20", "--seeds", "1",
+                                    "--temperatures", "2", "--out", str(tmp_path)])
+    finally:
+        os.umask(old)
+    out = capsys.readouterr().out
+    json_path, png_path = tmp_path / "distillation.json", tmp_path / "distillation.png"
+    assert f"wrote {json_path}, {png_path}" in out  # the output paths are printed
+    for path in (json_path, png_path):  # what open(..., "w") gives under umask 027
+        assert path.stat().st_mode & 0o777 == 0o640
+    saved = json.loads(json_path.read_text(), parse_constant=_reject)
+    assert set(saved) == {"models", "meta"}
+    meta = saved["meta"]
+    assert meta["steps"] == 20 and meta["temperatures"] == [2.0] and meta["wall_seconds"] > 0
+    assert {"jax_version", "backend", "devices", "seed"} <= set(meta)
+    assert [m["model"] for m in saved["models"]] == ["bayes", "teacher", "hard labels",
+                                                      "distill T=2"]
+    assert [m["model"] for m in result["models"]] == [m["model"] for m in saved["models"]]
+    assert png_path.read_bytes()[:4] == PNG
+
+
+@pytest.mark.parametrize("module", EXPERIMENTS, ids=lambda m: m.__name__.split(".")[-1])
+def test_every_experiment_has_one_command_line(module, capsys):
+    with pytest.raises(SystemExit) as info:
+        module.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    name = module.__name__.split(".")[-1]
+    assert text.startswith(f"usage: python -m experiments.{name} ")
+    assert "--no-figure" in text and "--no-plot" not in text
+    assert text.count("(default: ") >= 4  # ArgumentDefaultsHelpFormatter
+    assert "PRNG seed (default: 0)" in " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------------
 # bad command-line input: one line on stderr, exit status 2, nothing written
 
 
 @pytest.mark.parametrize("module,args,words", [
+    # experiments.distillation validated nothing; each of these ran or crashed mid-write
+    (distillation, ["--temperatures", "0"], "--temperatures: must be finite and > 0, got 0"),
+    (distillation, ["--temperatures", "2", "-1"], "--temperatures: must be finite and > 0"),
+    (distillation, ["--temperatures", "inf"], "--temperatures: must be finite, got inf"),
+    (distillation, ["--seeds", "0"], "--seeds: must be an integer >= 1, got 0"),
+    (distillation, ["--alpha", "nan"], "--alpha: must be in [0, 1], got nan"),
+    (distillation, ["--alpha", "2"], "--alpha: must be in [0, 1], got 2"),
+    (distillation, ["--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+    (distillation, ["--steps", "2.5"], "--steps: expected an integer, got '2.5'"),
+    (distillation, ["--n-student", "9000"], "--n-student must be <= 8192"),
+    (mode_seeking, ["--epsilon", "nan"], "--epsilon: must be finite"),
+    (mode_seeking, ["--stds", "0.5", "-1"], "--stds: must be finite and > 0"),
+    (alpha_interpolation, ["--grid-points", "100"], "--grid-points: must be an integer >= 101"),
+    (bifurcation, ["--learning-rate=-inf"], "--learning-rate: must be finite"),
+    (disjoint_supports, ["--seed", "-1"], "--seed: must be an integer >= 0"),
     (disjoint_supports, ["--num-theta", "4"], "--num-theta must be odd"),
-    (disjoint_supports, ["--epsilon", "0"], "--epsilon must be finite and > 0"),
+    (disjoint_supports, ["--epsilon", "0"], "--epsilon: must be finite and > 0"),
     (alpha_interpolation, ["--alpha-min", "1", "--alpha-max", "0"], "--alpha-max > --alpha-min"),
     (alpha_interpolation, ["--init-means", "0"], "go together"),
     (bifurcation, ["--d-min", "3", "--d-max", "2"], "--d-min < --d-max"),
-    (bifurcation, ["--steps", "0"], "--steps >= 1"),
+    (bifurcation, ["--steps", "0"], "--steps: must be an integer >= 1"),
 ])
 def test_bad_cli_input_exits_2_and_writes_nothing(tmp_path, capsys, module, args, words):
     with pytest.raises(SystemExit) as info:
@@ -193,3 +263,23 @@ def test_bad_cli_input_exits_2_and_writes_nothing(tmp_path, capsys, module, args
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module", EXPERIMENTS, ids=lambda m: m.__name__.split(".")[-1])
+def test_bad_out_is_refused_before_computing(tmp_path, capsys, module):
+    # --out naming a file, a path under a file, or a folder that cannot be created: exit 2 with
+    # one line and no traceback, before anything runs (a heavy default setting would take
+    # seconds to minutes, so a quick exit shows nothing was computed).
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    cases = [(afile, "is a file"), (afile / "sub", "lies under the file")]
+    if os.path.isdir("/proc/self"):  # cannot be created even by root
+        cases.append((Path("/proc/jaxdiv-no-such-folder"), "cannot create"))
+    for out, words in cases:
+        with pytest.raises(SystemExit) as info:
+            module.main(["--out", str(out)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--out" in err and words in err, err
+        assert "Traceback" not in err
+    assert afile.read_text() == "keep" and sorted(os.listdir(tmp_path)) == ["afile"]

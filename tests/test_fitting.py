@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+import jaxdiv
 from jaxdiv.fitting import fit, sweep
 
 
@@ -60,24 +61,51 @@ def test_bad_arguments():
         fit(lambda w, k: w, 0.0, optax.sgd(0.1), steps=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="sweep: every argument needs the same leading"):
         sweep(lambda a, b: a + b, jnp.ones(3), jnp.ones(4))
+    with pytest.raises(ValueError, match="sweep: devices is empty"):
+        sweep(jnp.sum, jnp.ones((3, 2)), devices=[])
+    with pytest.raises(TypeError, match=r"sweep: devices must hold jax\.Device"):
+        sweep(jnp.sum, jnp.ones((3, 2)), devices=["cpu:0"])
+    with pytest.raises(ValueError, match=r"sweep: spec needs devices to be a jax\.sharding\.Mesh"):
+        sweep(jnp.sum, jnp.ones((3, 2)), devices="all", spec=jax.sharding.PartitionSpec("x"))
+    mesh = jax.make_mesh((1,), ("x",))
+    with pytest.raises(ValueError, match="sweep: spec P\\('y',\\) names axis 'y'"):
+        sweep(jnp.sum, jnp.ones((3, 2)), devices=mesh, spec=jax.sharding.PartitionSpec("y"))
+    with pytest.raises(ValueError, match="sweep: spec must be a PartitionSpec with one entry"):
+        sweep(jnp.sum, jnp.ones((3, 2)), devices=mesh, spec=jax.sharding.PartitionSpec("x", None))
 
 
 SHARDED = textwrap.dedent("""
-    import jax, jax.numpy as jnp, numpy as np, optax
+    import jax, jax.numpy as jnp, numpy as np, optax, pytest
+    from jax.sharding import AxisType, PartitionSpec as P
     from jaxdiv.fitting import fit, sweep
     assert jax.device_count() == 8, jax.devices()
     def one(key, w0):
         loss = lambda w, k: jnp.mean((w - jax.random.normal(k, (64,))) ** 2)
         return fit(loss, w0, optax.adam(0.05), steps=50, key=key)
-    n = 13  # not a multiple of 8: exercises the padding
+    n = 16
     keys = jax.random.split(jax.random.key(1), n)
     w0 = jnp.linspace(-3.0, 3.0, n)
     w1, l1 = sweep(one, keys, w0)
-    w8, l8 = sweep(one, keys, w0, devices="all")
-    assert len(w8.sharding.device_set) == 8, w8.sharding
-    assert w8.shape == (n,) and l8.shape == (n, 50)
-    np.testing.assert_allclose(w8, w1, rtol=1e-6)
-    np.testing.assert_allclose(l8, l1, rtol=1e-6)
+    def shards(x):
+        return sorted(s.data.shape[0] for s in x.addressable_shards)
+    for m, shards_of in [(16, [2] * 8), (12, [2] * 6), (13, [13])]:
+        # 12 and 13 are padded to 16; the results are sharded over the largest divisor of m
+        # (JAX arrays cannot be split unevenly), never replicated on all 8 devices
+        w8, l8 = sweep(one, keys[:m], w0[:m], devices="all")
+        assert w8.shape == (m,) and l8.shape == (m, 50)
+        assert shards(w8) == shards_of and shards(l8) == shards_of, (m, w8.sharding)
+        np.testing.assert_allclose(w8, w1[:m], rtol=1e-6)
+        np.testing.assert_allclose(l8, l1[:m], rtol=1e-6)
+    for types in [(AxisType.Explicit,) * 2, (AxisType.Auto,) * 2]:
+        mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=types)
+        w8, l8 = sweep(one, keys, w0, devices=mesh, spec=P("data"))
+        assert w8.sharding.spec == P("data") and shards(w8) == [4] * 8  # 2 replicas each
+        np.testing.assert_allclose(l8, l1, rtol=1e-6)
+        w8, _ = sweep(one, keys, w0, devices=mesh)  # default: every mesh axis
+        assert shards(w8) == [2] * 8
+        np.testing.assert_allclose(w8, w1, rtol=1e-6)
+        with pytest.raises(ValueError, match="sweep: spec .* names axis 'batch'"):
+            sweep(one, keys, w0, devices=mesh, spec=P("batch"))
     print("SHARDED-OK")
 """)
 
@@ -101,3 +129,19 @@ def test_sweep_reuses_its_compiled_program():
     for chunk in (jnp.arange(4.0), jnp.arange(4.0, 8.0), jnp.arange(8.0, 12.0)):
         np.testing.assert_array_equal(sweep(one, chunk), 2 * np.asarray(chunk))
     assert len(calls) == 1
+
+
+def test_public_namespace():
+    # dir(jaxdiv) is __all__: the functions and classes, __version__, and the two public
+    # subpackages; nothing imported for the package's own use leaks in.
+    assert dir(jaxdiv) == sorted(jaxdiv.__all__)
+    assert {"__version__", "estimators", "losses", "fit", "sweep"} <= set(jaxdiv.__all__)
+    for name in jaxdiv.__all__:
+        assert hasattr(jaxdiv, name), name
+    for leaked in ("version", "PackageNotFoundError", "_metadata"):
+        assert not hasattr(jaxdiv, leaked), leaked
+    assert isinstance(jaxdiv.__version__, str)
+    assert jaxdiv.fit is fit and callable(jaxdiv.fit)  # the function, not a module
+    assert jaxdiv.fitting.sweep is sweep  # the module is reachable under its own name
+    assert dir(jaxdiv.losses) == sorted(jaxdiv.losses.__all__)
+    assert all(callable(getattr(jaxdiv.losses, n)) for n in jaxdiv.losses.__all__)

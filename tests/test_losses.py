@@ -529,8 +529,8 @@ def test_distillation_experiment_smoke(tmp_path):
                                 "300", "--seeds", "2", "--temperatures", "4"])
     saved = json.loads((tmp_path / "distillation.json").read_text())
     assert (tmp_path / "distillation.png").stat().st_size > 0
-    rows = {r["model"]: r for r in saved["rows"]}
-    assert [r["model"] for r in result["rows"]] == list(rows)
+    rows = {r["model"]: r for r in saved["models"]}
+    assert [r["model"] for r in result["models"]] == list(rows)
     hard, dist = rows["hard labels"], rows["distill T=4"]
     # Loose physics (checked on seeds 0-5 at these settings): chance is 0.1; distilled students
     # end ~2x closer to the teacher than hard-label students.

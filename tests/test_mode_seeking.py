@@ -54,10 +54,10 @@ def test_asymmetric_target_and_figure(tmp_path):
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--stds", "0.6", "-1"], "--stds must be > 0"),
+    (["--stds", "0.6", "-1"], "--stds: must be finite and > 0"),
     (["--weights", "0.5", "0.6"], "sum to 1"),
     (["--means", "-2", "0", "2"], "same length"),
-    (["--init-std", "0"], "--init-std must be > 0"),
+    (["--init-std", "0"], "--init-std: must be finite and > 0"),
 ])
 def test_bad_cli_input_exits_2_and_writes_nothing(tmp_path, capsys, args, words):
     with pytest.raises(SystemExit) as info:

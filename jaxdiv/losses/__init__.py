@@ -36,3 +36,7 @@ __all__ = [
     "vae_kl",
     "wasserstein_critic_loss",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
