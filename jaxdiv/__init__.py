@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from jaxdiv import estimators, losses
 from jaxdiv._checks import checked
-from jaxdiv.closed_forms import gaussian_kl, gaussian_w2
+from jaxdiv.closed_forms import closed_form_kl, gaussian_kl, gaussian_w2
 from jaxdiv.discrete import (
     binary_entropy,
     cross_entropy,
@@ -55,6 +55,7 @@ __all__ = [
     "binary_entropy",
     "checked",
     "chi_square_divergence",
+    "closed_form_kl",
     "cross_entropy",
     "cross_entropy_with_logits",
     "energy_distance",
