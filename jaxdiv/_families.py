@@ -13,6 +13,7 @@ MultivariateNormal.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import jax
@@ -82,7 +83,7 @@ def _get(obj: Any, *names: str) -> tuple[str | None, Any]:
                 v = getattr(obj, n, None)
             except Exception:  # a lazy property that cannot be computed
                 v = None
-        if v is not None and not callable(v):
+        if v is not None and not inspect.isroutine(v):  # not a method (numpyro's shape())
             return n, v
     return None, None
 
