@@ -7,7 +7,10 @@ imports none of those libraries). Batch shapes broadcast; event shapes must be e
 
 The Gaussian forms work from the Cholesky factors :math:`L_p, L_q` (no inverse, no determinant
 of a raw matrix, no matrix square root), so the results keep their accuracy for
-ill-conditioned covariances and have finite gradients for every valid input.
+ill-conditioned covariances and have finite gradients for every valid input. Multivariate
+normals sharded over an Explicit mesh axis are gathered (``jax.sharding.reshard`` to
+replicated) before the triangular solves, whose derivative does not accept them in this JAX;
+scalar families compute elementwise in place.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from jax.scipy.special import digamma, gammaln
 from jaxdiv._families import Family, read
 from jaxdiv._numerics import compute_dtype, expm1_minus_x, safe
 from jaxdiv.discrete import kl_divergence, kl_divergence_with_logits
+from jaxdiv.distributions import replicated
 
 __all__ = ["closed_form_kl", "gaussian_kl", "gaussian_w2"]
 
@@ -164,6 +168,7 @@ def _normal_kl(mp, sp, mq, sq):
 
 def _mvn_kl(mp, lp, mq, lq):
     """KL between MVNs with lower-triangular factors (batch-broadcast), with limits."""
+    mp, lp, mq, lq = replicated(mp, lp, mq, lq)  # Explicit shardings: gathered (the solves)
     dm = mq - mp
     dp, dq = jnp.diagonal(lp, 0, -2, -1), jnp.diagonal(lq, 0, -2, -1)
     anynan = (jnp.any(jnp.isnan(lp), (-2, -1)) | jnp.any(jnp.isnan(lq), (-2, -1))
@@ -259,6 +264,7 @@ def _sqrt0(x: jax.Array) -> jax.Array:
 
 def _mvn_w2(mp, lp, mq, lq):
     """W2 between MVNs with lower-triangular factors (batch-broadcast), with limits."""
+    mp, lp, mq, lq = replicated(mp, lp, mq, lq)  # Explicit shardings: gathered (the SVD)
     dp, dq = jnp.diagonal(lp, 0, -2, -1), jnp.diagonal(lq, 0, -2, -1)
     dm = mp - mq
     anynan = (jnp.any(jnp.isnan(lp), (-2, -1)) | jnp.any(jnp.isnan(lq), (-2, -1))

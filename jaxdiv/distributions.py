@@ -14,13 +14,15 @@ distributions from leaves that are not parameters (the cotangent from ``jax.grad
 optimiser's zero moments, signed updates), where a negative "scale" is legitimate. JAX-array
 values are checked under :func:`jaxdiv.checked` (``checkify``, in ``log_prob``, ``sample`` and
 the moments). Structure specs skip every check and are kept as they are: fields that are not
-arrays (``None``, ``object()``, abstract values, as JAX builds) or that are all Python ints
-(``in_axes=Normal(0, None)``, ``jax.tree.map(lambda _: 0, d)``) or all non-negative Python
-ints (``in_axes=Normal(0, 0)``); so write parameters as floats, ``Normal(0.0, 1.0)``. A negative
-int makes them parameters again: ``Normal(0, -1)`` is rejected as ``Normal(0.0, -1.0)`` is (an
+arrays (``None``, ``object()``, abstract values, as JAX builds; ``in_axes=Normal(0, None)``) or
+that are all non-negative Python ints (``in_axes=Normal(0, 0)``, ``jax.tree.map(lambda _: 0,
+d)``); so write parameters as floats, ``Normal(0.0, 1.0)``. A negative int makes them
+parameters again: ``Normal(0, -1)`` is rejected as ``Normal(0.0, -1.0)`` is (an
 axis spec never needs it: write ``Normal(0, 0)`` or the axis counted from the front). Empty
 batches are fine; an empty event (a d = 0 ``MultivariateNormal``, a ``Mixture`` of K = 0
-components) raises ``ValueError``. 16-bit parameters compute in float32; results are cast back.
+components) raises ``ValueError``. Inputs sharded over an Explicit mesh axis are gathered
+before the triangular solves of ``MultivariateNormal`` (see ``replicated``). 16-bit parameters
+compute in float32; results are cast back.
 """
 
 from __future__ import annotations
@@ -109,12 +111,32 @@ def _broadcast(fn: str, names: tuple[str, str], a: tuple, b: tuple) -> tuple[int
                          f"{tuple(b)} do not broadcast") from err
 
 
+def replicated(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    """The arrays gathered onto every device when they are sharded over an Explicit mesh axis.
+
+    ``jax.sharding.reshard(x, P())``: the derivative of a batched triangular solve (and a
+    reshape that merges a sharded axis) does not accept Explicit-sharded operands in this JAX,
+    so the Gaussian code gathers them first. Other arrays are returned as they are.
+    """
+    out = []
+    for x in xs:
+        sharding = getattr(jax.typeof(x), "sharding", None)
+        spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+        explicit = mesh is not None and jax.sharding.AxisType.Explicit in getattr(
+            mesh, "axis_types", ())
+        if explicit and spec is not None and any(a is not None for a in spec):
+            x = jax.sharding.reshard(x, jax.sharding.PartitionSpec())
+        out.append(x)
+    return tuple(out)
+
+
 def _solve_lower(tril: jax.Array, v: jax.Array) -> jax.Array:
     """``tril^{-1} v`` for ``tril`` of shape ``B + (d, d)`` and ``v`` of shape ``S + (d,)``.
 
     The leading axes of ``v`` beyond the broadcast batch go into the columns of one batched
     triangular solve, so a single factor serves all the samples without being copied.
     """
+    tril, v = replicated(tril, v)
     d = tril.shape[-1]
     full = jnp.broadcast_shapes(v.shape[:-1], tril.shape[:-2])
     n_extra = len(full) - (tril.ndim - 2)
