@@ -43,9 +43,9 @@ def _check(fn: str, name: str, ok: jax.Array, rule: str) -> None:
     checkify.debug_check(jnp.all(ok), f"{fn}: argument {name} must be {rule}")
 
 
-def _validate(fn: str, arg: str, f: Family) -> None:
-    """The domain of each family's parameters, as opt-in value checks."""
-    p, name = f.params, f"{arg}.{{}}"
+def _validate(fn: str, arg: str, f: Family, p: dict) -> None:
+    """The domain of each family's parameters ``p`` (in the compute dtype), as opt-in checks."""
+    name = f"{arg}.{{}}"
     if f.name in ("Normal", "Laplace"):
         _check(fn, name.format("scale"), p["scale"] > 0, "> 0")
     elif f.name == "MultivariateNormal":
@@ -59,8 +59,8 @@ def _validate(fn: str, arg: str, f: Family) -> None:
         pr = p["probs"]
         _check(fn, name.format("probs"), (pr >= 0) & (pr <= 1), "in [0, 1]")
         if f.name == "Categorical":
-            tol = max(float(jnp.finfo(pr.dtype).eps) ** 0.5, 4 * pr.shape[-1] *
-                      float(jnp.finfo(pr.dtype).eps))
+            eps = float(jnp.finfo(f.params["probs"].dtype).eps)  # of the input dtype
+            tol = max(eps**0.5, 4 * pr.shape[-1] * eps)
             _check(fn, name.format("probs"), jnp.abs(jnp.sum(pr, -1) - 1) <= tol,
                    f"normalised along its last axis (tolerance {tol:.1e})")
     elif f.name in ("Beta", "Dirichlet", "Gamma", "Exponential"):
@@ -110,9 +110,9 @@ def _gaussians(fn: str, p: Any, q: Any):
         raise ValueError(f"{fn}: p has event size {fp.size} (loc {fp.params['loc'].shape}) and "
                          f"q has event size {fq.size} (loc {fq.params['loc'].shape})")
     batch = _batch(fn, fp, fq)
-    _validate(fn, "p", fp)
-    _validate(fn, "q", fq)
     dtype, pp, pq = _promote(fp, fq)
+    _validate(fn, "p", fp, pp)
+    _validate(fn, "q", fq, pq)
     return fp.name, batch, dtype, _canonical_mvn(fp, pp), _canonical_mvn(fq, pq)
 
 
@@ -540,9 +540,9 @@ def closed_form_kl(p: Any, q: Any) -> jax.Array:
                         f"q a {fq.name} ({fq.cls}); estimate it by Monte Carlo with "
                         f"jaxdiv.estimators (forward_kl(key, p, q, num_samples))")
     batch = _batch(fn, fp, fq)
-    _validate(fn, "p", fp)
-    _validate(fn, "q", fq)
     dtype, pp, pq = _promote(fp, fq)
+    _validate(fn, "p", fp, pp)
+    _validate(fn, "q", fq, pq)
     full = batch + fp.inner
     if disjoint:
         return jnp.full(batch, jnp.inf, dtype)
