@@ -16,7 +16,7 @@ from importlib import metadata as _metadata
 
 from jaxdiv import estimators, losses
 from jaxdiv._checks import checked
-from jaxdiv.closed_forms import gaussian_kl, gaussian_w2
+from jaxdiv.closed_forms import closed_form_kl, gaussian_kl, gaussian_w2
 from jaxdiv.discrete import (
     binary_entropy,
     cross_entropy,
@@ -62,6 +62,7 @@ __all__ = [
     "binary_entropy",
     "checked",
     "chi_square_divergence",
+    "closed_form_kl",
     "cross_entropy",
     "cross_entropy_with_logits",
     "energy_distance",

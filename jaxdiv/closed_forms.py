@@ -1,97 +1,252 @@
-r"""Closed forms between Gaussians: KL divergence and the 2-Wasserstein (Bures) distance.
+r"""Closed forms: KL divergence between distribution families, and the Gaussian 2-Wasserstein.
 
-Both take two :class:`~jaxdiv.distributions.Normal` or two
-:class:`~jaxdiv.distributions.MultivariateNormal` (batch shapes broadcast) and return one value
-per batch entry. Mixing the two types raises ``TypeError``; different event sizes raise
-``ValueError``. The entropy is the method ``entropy()`` of each distribution.
+:func:`closed_form_kl` dispatches on the families of its two arguments; :func:`gaussian_kl` and
+:func:`gaussian_w2` take two normals. All three accept jaxdiv's distributions and those of
+distrax, numpyro and TFP-JAX, read by duck typing (class name and parameter attributes; jaxdiv
+imports none of those libraries). Batch shapes broadcast; event shapes must be equal.
 
-Everything works from the Cholesky factors :math:`L_p, L_q` (no inverse, no determinant of a
-raw matrix, no matrix square root), so the results keep their accuracy for ill-conditioned
-covariances and have finite gradients for every valid input.
+The Gaussian forms work from the Cholesky factors :math:`L_p, L_q` (no inverse, no determinant
+of a raw matrix, no matrix square root), so the results keep their accuracy for
+ill-conditioned covariances and have finite gradients for every valid input. Multivariate
+normals sharded over an Explicit mesh axis are gathered (``jax.sharding.reshard`` to
+replicated) before the triangular solves, whose derivative does not accept them in this JAX;
+scalar families compute elementwise in place.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental import checkify
 from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import digamma, gammaln
 
-from jaxdiv import _checks as C
-from jaxdiv._numerics import compute_dtype, safe
-from jaxdiv.distributions import MultivariateNormal, Normal
+from jaxdiv._families import Family, read
+from jaxdiv._numerics import compute_dtype, expm1_minus_x, safe
+from jaxdiv.discrete import kl_divergence, kl_divergence_with_logits
+from jaxdiv.distributions import replicated
 
-__all__ = ["gaussian_kl", "gaussian_w2"]
+__all__ = ["closed_form_kl", "gaussian_kl", "gaussian_w2"]
 
-_Gaussian = Normal | MultivariateNormal
+_HI = lax.Precision.HIGHEST  # no TF32 shortcuts in float32 on GPUs
 
 
-def _pair(fn: str, p: _Gaussian, q: _Gaussian):
-    """Checks the types and event sizes; returns (kind, dtype, parameters in compute dtype)."""
-    if isinstance(p, Normal) and isinstance(q, Normal):
-        arrs = [C.as_float(fn, n, v) for n, v in
-                (("p.loc", p.loc), ("p.scale", p.scale), ("q.loc", q.loc), ("q.scale", q.scale))]
-    elif isinstance(p, MultivariateNormal) and isinstance(q, MultivariateNormal):
-        dp, dq = p.event_shape[0], q.event_shape[0]
-        if dp != dq:
-            raise ValueError(f"{fn}: p has event size {dp} (loc {jnp.shape(p.loc)}) and q has "
-                             f"event size {dq} (loc {jnp.shape(q.loc)})")
-        arrs = [C.as_float(fn, n, v) for n, v in
-                (("p.loc", p.loc), ("p.scale_tril", p.scale_tril), ("q.loc", q.loc),
-                 ("q.scale_tril", q.scale_tril))]
-        arrs[1], arrs[3] = jnp.tril(arrs[1]), jnp.tril(arrs[3])
-    else:
-        raise TypeError(f"{fn}: p and q must both be Normal or both be MultivariateNormal, got "
-                        f"{type(p).__name__} and {type(q).__name__}")
+# ---------------------------------------------------------------------------------------------
+# Reading and checking the arguments.
+
+
+def _check(fn: str, name: str, ok: jax.Array, rule: str) -> None:
+    """Value check, reported only under :func:`jaxdiv.checked` (no reduction that fails on 0-d)."""
+    checkify.debug_check(jnp.all(ok), f"{fn}: argument {name} must be {rule}")
+
+
+def _validate(fn: str, arg: str, f: Family, p: dict) -> None:
+    """The domain of each family's parameters ``p`` (in the compute dtype), as opt-in checks."""
+    name = f"{arg}.{{}}"
+    if f.name in ("Normal", "Laplace"):
+        _check(fn, name.format("scale"), p["scale"] > 0, "> 0")
+    elif f.name == "MultivariateNormal":
+        if "diag" in p:
+            _check(fn, name.format("scale_diag"), p["diag"] != 0, "nonzero")
+        else:
+            dg = jnp.diagonal(p["tril"], 0, -2, -1)
+            ok, rule = (dg != 0, "nonzero") if f.foreign else (dg > 0, "> 0")
+            _check(fn, f"diagonal of {arg}.scale_tril", ok, rule)
+    elif "probs" in p:
+        pr = p["probs"]
+        _check(fn, name.format("probs"), (pr >= 0) & (pr <= 1), "in [0, 1]")
+        if f.name == "Categorical":
+            eps = float(jnp.finfo(f.params["probs"].dtype).eps)  # of the input dtype
+            tol = max(eps**0.5, 4 * pr.shape[-1] * eps)
+            _check(fn, name.format("probs"), jnp.abs(jnp.sum(pr, -1) - 1) <= tol,
+                   f"normalised along its last axis (tolerance {tol:.1e})")
+    elif f.name in ("Beta", "Dirichlet", "Gamma", "Exponential"):
+        for k, v in p.items():
+            _check(fn, name.format(k if k not in ("c1", "c0") else
+                                   {"c1": "concentration1", "c0": "concentration0"}[k]),
+                   v > 0, "> 0")
+    elif f.name == "Poisson":
+        _check(fn, name.format("rate"), p["rate"] >= 0, ">= 0")
+    elif f.name == "Uniform":
+        _check(fn, name.format("low"), p["low"] < p["high"], f"< {arg}.high")
+
+
+def _event(f: Family) -> tuple[int, ...]:
+    return f.inner + ((f.size,) if f.size is not None and f.name != "Categorical" else ())
+
+
+def _batch(fn: str, fp: Family, fq: Family) -> tuple[int, ...]:
+    if fp.inner != fq.inner or fp.size != fq.size:
+        what = "event shapes" if fp.name != "Categorical" else "numbers of categories"
+        raise ValueError(f"{fn}: p ({fp.cls}) and q ({fq.cls}) have different {what}: "
+                         f"{_event(fp) or fp.size} and {_event(fq) or fq.size}")
     try:
-        batch = jnp.broadcast_shapes(p.batch_shape, q.batch_shape)
+        return tuple(jnp.broadcast_shapes(fp.batch, fq.batch))
     except ValueError as err:
-        raise ValueError(f"{fn}: batch shapes of p {p.batch_shape} and q {q.batch_shape} do not "
+        raise ValueError(f"{fn}: batch shapes of p {fp.batch} and q {fq.batch} do not "
                          f"broadcast") from err
-    dtype = jnp.result_type(*arrs)
-    arrs = [a.astype(compute_dtype(dtype)) for a in arrs]
-    if isinstance(p, Normal):
-        C.check_positive(fn, "p.scale", arrs[1])
-        C.check_positive(fn, "q.scale", arrs[3])
-    else:
-        C.check_positive(fn, "diagonal of p.scale_tril", jnp.diagonal(arrs[1], 0, -2, -1))
-        C.check_positive(fn, "diagonal of q.scale_tril", jnp.diagonal(arrs[3], 0, -2, -1))
-    return isinstance(p, Normal), tuple(batch), dtype, arrs
 
 
-def _excess(log_ratio: jax.Array) -> jax.Array:
-    r""":math:`r^2 - 1 - 2 \log r` for :math:`\log r` given, accurate (and >= 0) near r = 1."""
-    return jnp.expm1(2 * log_ratio) - 2 * log_ratio
+def _promote(fp: Family, fq: Family) -> tuple[Any, dict, dict]:
+    """(result dtype, p's and q's parameters in the compute dtype)."""
+    leaves = [*fp.params.values(), *fq.params.values()]
+    dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    cdt = compute_dtype(dtype)
+    cast = lambda ps: {k: v.astype(cdt) for k, v in ps.items()}
+    return dtype, cast(fp.params), cast(fq.params)
 
 
-def gaussian_kl(p: _Gaussian, q: _Gaussian) -> jax.Array:
+def _gaussians(fn: str, p: Any, q: Any):
+    """Reads two normals for gaussian_kl / gaussian_w2: (kind, batch, dtype, params of p, q)."""
+    fp, fq = read(fn, "p", p), read(fn, "q", q)
+    kinds = {f.name for f in (fp, fq)}
+    if len(kinds) != 1 or not kinds <= {"Normal", "MultivariateNormal"} or fp.inner or fq.inner:
+        raise TypeError(f"{fn}: p and q must both be Normal or both be MultivariateNormal "
+                        f"(full or diagonal), got {fp.cls} and {fq.cls}")
+    if fp.name == "MultivariateNormal" and fp.size != fq.size:
+        raise ValueError(f"{fn}: p has event size {fp.size} (loc {fp.params['loc'].shape}) and "
+                         f"q has event size {fq.size} (loc {fq.params['loc'].shape})")
+    batch = _batch(fn, fp, fq)
+    dtype, pp, pq = _promote(fp, fq)
+    _validate(fn, "p", fp, pp)
+    _validate(fn, "q", fq, pq)
+    return fp.name, batch, dtype, _canonical_mvn(fp, pp), _canonical_mvn(fq, pq)
+
+
+def _canonical_mvn(f: Family, params: dict) -> dict:
+    """Lower triangle of a full factor; a foreign factor's column signs made positive."""
+    if f.name != "MultivariateNormal":
+        return params
+    if "diag" in params:
+        return {"loc": params["loc"], "diag": jnp.abs(params["diag"]) if f.foreign
+                else params["diag"]}
+    tril = jnp.tril(params["tril"])
+    if f.foreign:  # L and L diag(sign(L_ii)) give the same covariance
+        dg = jnp.diagonal(tril, 0, -2, -1)
+        tril = tril * jnp.where(dg < 0, -1, 1).astype(tril.dtype)[..., None, :]
+    return {"loc": params["loc"], "tril": tril}
+
+
+def _full(params: dict) -> jax.Array:
+    if "tril" in params:
+        return params["tril"]
+    dg = params["diag"]
+    return dg[..., :, None] * jnp.eye(dg.shape[-1], dtype=dg.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gaussian KL, with its limits.
+
+
+def _log_ratio(a: jax.Array, b: jax.Array) -> jax.Array:
+    r""":math:`\log(a / b)` for positive finite a, b; through log1p when a is close to b."""
+    near = jnp.abs(a - b) < 0.5 * b
+    an, bn = safe(near, a), safe(near, b)
+    af, bf = safe(~near, a), safe(~near, b)
+    return jnp.where(near, jnp.log1p((an - bn) / bn), jnp.log(af) - jnp.log(bf))
+
+
+def _limit(nan: jax.Array, bad_p: jax.Array, bad_q: jax.Array, neg: jax.Array) -> jax.Array:
+    """Outside the domain: +inf when one side degenerates, NaN when both do, NaN in, or < 0."""
+    return jnp.where(nan | neg | (bad_p & bad_q), jnp.nan, jnp.inf)
+
+
+def _normal_kl(mp, sp, mq, sq):
+    """KL between scalar normals, elementwise, with the limits of a zero or infinite scale."""
+    good = lambda s: (s > 0) & (s < jnp.inf)
+    ok = good(sp) & good(sq)
+    sps, sqs = safe(ok, sp), safe(ok, sq)
+    z = (mq - mp) / sqs
+    kl = 0.5 * (expm1_minus_x(2 * _log_ratio(sps, sqs)) + z * z)
+    lim = _limit(jnp.isnan(mp - mq) | jnp.isnan(sp) | jnp.isnan(sq), ~good(sp), ~good(sq),
+                 (sp < 0) | (sq < 0))
+    return jnp.where(ok, kl, lim)
+
+
+def _mvn_kl(mp, lp, mq, lq):
+    """KL between MVNs with lower-triangular factors (batch-broadcast), with limits."""
+    mp, lp, mq, lq = replicated(mp, lp, mq, lq)  # Explicit shardings: gathered (the solves)
+    dm = mq - mp
+    dp, dq = jnp.diagonal(lp, 0, -2, -1), jnp.diagonal(lq, 0, -2, -1)
+    anynan = (jnp.any(jnp.isnan(lp), (-2, -1)) | jnp.any(jnp.isnan(lq), (-2, -1))
+              | jnp.any(jnp.isnan(dm), -1))
+    bad_p = jnp.any(jnp.isinf(lp), (-2, -1)) | jnp.any(dp == 0, -1)
+    bad_q = jnp.any(jnp.isinf(lq), (-2, -1)) | jnp.any(dq == 0, -1)
+    neg = jnp.any(dp < 0, -1) | jnp.any(dq < 0, -1)
+    ok = ~(anynan | bad_p | bad_q | neg | jnp.any(jnp.isinf(dm), -1))
+    eye = jnp.eye(lp.shape[-1], dtype=lp.dtype)
+    lps = jnp.where(ok[..., None, None], lp, eye)
+    lqs = jnp.where(ok[..., None, None], lq, eye)
+    dms = jnp.where(ok[..., None], dm, 0)
+    # off-diagonal of L_q^{-1} L_p = off-diagonal of L_q^{-1} (L_p - L_q): the small difference
+    # is formed before the solve, so nearby p, q keep their relative accuracy
+    off = jnp.tril(solve_triangular(lqs, lps - lqs, lower=True), -1)
+    z = solve_triangular(lqs, dms[..., None], lower=True)[..., 0]
+    x = _log_ratio(jnp.diagonal(lps, 0, -2, -1), jnp.diagonal(lqs, 0, -2, -1))
+    kl = 0.5 * (jnp.sum(expm1_minus_x(2 * x), -1) + jnp.sum(off * off, (-2, -1))
+                + jnp.sum(z * z, -1))
+    return jnp.where(ok, kl, _limit(anynan, bad_p, bad_q, neg))
+
+
+def _gaussian_kl(kind: str, batch: tuple[int, ...], pp: dict, pq: dict) -> jax.Array:
+    if kind == "Normal":
+        return jnp.broadcast_to(_normal_kl(pp["loc"], pp["scale"], pq["loc"], pq["scale"]), batch)
+    if "diag" in pp and "diag" in pq:
+        kl = jnp.sum(_normal_kl(pp["loc"], pp["diag"], pq["loc"], pq["diag"]), -1)
+        return jnp.broadcast_to(kl, batch)
+    d = pp["loc"].shape[-1]
+    lp = jnp.broadcast_to(_full(pp), (*batch, d, d))
+    lq = jnp.broadcast_to(_full(pq), (*batch, d, d))
+    return _mvn_kl(jnp.broadcast_to(pp["loc"], (*batch, d)), lp,
+                   jnp.broadcast_to(pq["loc"], (*batch, d)), lq)
+
+
+def gaussian_kl(p: Any, q: Any) -> jax.Array:
     r"""KL(p || q) between two Normal or two MultivariateNormal distributions, in closed form.
 
     .. math:: \mathrm{KL}(p \,\|\, q) = \tfrac12 \Bigl[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p)
        + (\mu_q - \mu_p)^\top \Sigma_q^{-1} (\mu_q - \mu_p) - d
        + \log \frac{\det \Sigma_q}{\det \Sigma_p}\Bigr].
 
-    With :math:`M = L_q^{-1} L_p` (lower triangular, one triangular solve) and
-    :math:`z = L_q^{-1}(\mu_q - \mu_p)`, this is computed as a sum of non-negative terms,
+    With :math:`M = L_q^{-1} L_p` (lower triangular) and :math:`z = L_q^{-1}(\mu_q - \mu_p)`,
+    this is computed as a sum of non-negative terms,
 
     .. math:: \mathrm{KL} = \tfrac12 \sum_i \bigl(m_i^2 - 1 - 2 \log m_i\bigr)
        + \tfrac12 \sum_{i > j} M_{ij}^2 + \tfrac12 \lVert z \rVert^2,
        \qquad m_i = \frac{(L_p)_{ii}}{(L_q)_{ii}},
 
     with the log-determinants read off the Cholesky diagonals, so the result is never negative
-    and is accurate to rounding when ``p`` and ``q`` are close. For ``Normal`` this is
+    and is accurate to rounding when ``p`` and ``q`` are close: the off-diagonal of :math:`M`
+    is that of :math:`L_q^{-1}(L_p - L_q)` (the small difference is formed before the solve),
+    :math:`\log m_i` goes through ``log1p`` and :math:`m_i^2 - 1 - 2\log m_i` through a series
+    near :math:`m_i = 1`. For ``Normal`` this is
     :math:`\log\frac{\sigma_q}{\sigma_p} + \frac{\sigma_p^2 + (\mu_p - \mu_q)^2}{2\sigma_q^2}
     - \tfrac12`.
 
+    Accepted: jaxdiv's ``Normal``/``MultivariateNormal``, and the normals of distrax
+    (``Normal``, ``MultivariateNormalDiag``/``Tri``/``FullCovariance``), numpyro (``Normal``,
+    ``MultivariateNormal``, ``Normal(...).to_event(1)``) and TFP-JAX (``Normal``,
+    ``MultivariateNormalDiag``/``TriL``/``FullCovariance``), read from their parameters. A
+    diagonal normal against a diagonal one is a sum of scalar KLs.
+
+    Limits: the scales (:math:`\sigma`, the diagonal of :math:`L`) must be > 0 and finite
+    (reported under :func:`jaxdiv.checked`). Otherwise the limit with the other parameters
+    fixed is returned: +inf when one side has a zero or infinite scale (or an infinite factor
+    entry), or the means differ by infinity; NaN when both sides degenerate (the limit depends
+    on how), for a negative scale, and for NaN inputs.
+
     Args:
-      p: the reference distribution, ``Normal`` or ``MultivariateNormal``.
-      q: the same type as ``p`` with the same event size; batch shapes broadcast.
+      p: the reference distribution, a normal or multivariate normal.
+      q: the same kind as ``p`` with the same event size; batch shapes broadcast.
 
     Returns:
       The divergence in nats, shape ``broadcast(p.batch_shape, q.batch_shape)``.
 
     Raises:
-      TypeError: if ``p`` and ``q`` are not both ``Normal`` or both ``MultivariateNormal``.
+      TypeError: if ``p`` and ``q`` are not both normals or both multivariate normals.
       ValueError: for different event sizes or batch shapes that do not broadcast.
 
     References:
@@ -109,22 +264,8 @@ def gaussian_kl(p: _Gaussian, q: _Gaussian) -> jax.Array:
       >>> print(f"{float(jaxdiv.gaussian_kl(mvn, shifted)):.4f}")  # |mean difference|^2 / 2
       1.0000
     """
-    fn = "gaussian_kl"
-    scalar, batch, dtype, (mp, lp, mq, lq) = _pair(fn, p, q)
-    if scalar:
-        z = (mq - mp) / lq
-        kl = 0.5 * (_excess(jnp.log(lp) - jnp.log(lq)) + z * z)
-        return jnp.broadcast_to(kl, batch).astype(dtype)
-    d = mp.shape[-1]
-    lp = jnp.broadcast_to(lp, (*batch, d, d))
-    lq = jnp.broadcast_to(lq, (*batch, d, d))
-    m = solve_triangular(lq, lp, lower=True)
-    z = solve_triangular(lq, jnp.broadcast_to(mq - mp, (*batch, d))[..., None], lower=True)
-    diag_p, diag_q = jnp.diagonal(lp, 0, -2, -1), jnp.diagonal(lq, 0, -2, -1)
-    off = jnp.tril(m, -1)
-    kl = 0.5 * (jnp.sum(_excess(jnp.log(diag_p) - jnp.log(diag_q)), axis=-1)
-                + jnp.sum(off * off, axis=(-2, -1)) + jnp.sum(z * z, axis=(-2, -1)))
-    return kl.astype(dtype)
+    kind, batch, dtype, pp, pq = _gaussians("gaussian_kl", p, q)
+    return _gaussian_kl(kind, batch, pp, pq).astype(dtype)
 
 
 def _sqrt0(x: jax.Array) -> jax.Array:
@@ -133,14 +274,36 @@ def _sqrt0(x: jax.Array) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(safe(pos, x)), 0)
 
 
-def gaussian_w2(p: _Gaussian, q: _Gaussian) -> jax.Array:
+def _mvn_w2(mp, lp, mq, lq):
+    """W2 between MVNs with lower-triangular factors (batch-broadcast), with limits."""
+    mp, lp, mq, lq = replicated(mp, lp, mq, lq)  # Explicit shardings: gathered (the SVD)
+    dp, dq = jnp.diagonal(lp, 0, -2, -1), jnp.diagonal(lq, 0, -2, -1)
+    dm = mp - mq
+    anynan = (jnp.any(jnp.isnan(lp), (-2, -1)) | jnp.any(jnp.isnan(lq), (-2, -1))
+              | jnp.any(jnp.isnan(dm), -1))
+    inf_p, inf_q = jnp.any(jnp.isinf(lp), (-2, -1)), jnp.any(jnp.isinf(lq), (-2, -1))
+    neg = jnp.any(dp < 0, -1) | jnp.any(dq < 0, -1)
+    ok = ~(anynan | inf_p | inf_q | neg | jnp.any(jnp.isinf(dm), -1))
+    eye = jnp.eye(lp.shape[-1], dtype=lp.dtype)
+    lp = jnp.where(ok[..., None, None], lp, eye)
+    lq = jnp.where(ok[..., None, None], lq, eye)
+    dm = jnp.where(ok[..., None], dm, 0)
+    a = jnp.matmul(jnp.swapaxes(lp, -1, -2), lq, precision=_HI)
+    u, _, vt = jnp.linalg.svd(lax.stop_gradient(a), full_matrices=False)
+    resid = jnp.matmul(lp, jnp.matmul(u, vt, precision=_HI), precision=_HI) - lq
+    w2 = _sqrt0(jnp.sum(dm * dm, axis=-1) + jnp.sum(resid * resid, axis=(-2, -1)))
+    return jnp.where(ok, w2, _limit(anynan, inf_p, inf_q, neg))
+
+
+def gaussian_w2(p: Any, q: Any) -> jax.Array:
     r"""2-Wasserstein distance between two Normal or two MultivariateNormal distributions.
 
     .. math:: W_2(p, q)^2 = \lVert \mu_p - \mu_q \rVert^2 + \operatorname{tr}\Bigl(\Sigma_p
        + \Sigma_q - 2 \bigl(\Sigma_q^{1/2} \Sigma_p \Sigma_q^{1/2}\bigr)^{1/2}\Bigr),
 
     the second term being the squared Bures distance. For ``Normal`` it reduces to
-    :math:`\sqrt{(\mu_p - \mu_q)^2 + (\sigma_p - \sigma_q)^2}`.
+    :math:`\sqrt{(\mu_p - \mu_q)^2 + (\sigma_p - \sigma_q)^2}`, and for two diagonal normals to
+    :math:`\sqrt{\lVert \mu_p - \mu_q \rVert^2 + \lVert \sigma_p - \sigma_q \rVert^2}`.
 
     No matrix square root is formed. The eigenvalues of
     :math:`\Sigma_q^{1/2}\Sigma_p\Sigma_q^{1/2}` are the squared singular values of
@@ -161,15 +324,20 @@ def gaussian_w2(p: _Gaussian, q: _Gaussian) -> jax.Array:
     distance is not differentiable; its gradient is taken as 0 there (double ``where``).
     Gradients are first order: the ``stop_gradient`` makes second derivatives incomplete.
 
+    Accepts the same normals as :func:`gaussian_kl`, with the same domain: scales > 0 (checked
+    under :func:`jaxdiv.checked`); a zero scale gives the distance to the degenerate normal,
+    a negative one NaN (as ``gaussian_kl``), an infinite one on one side +inf and on both
+    sides NaN.
+
     Args:
-      p: a ``Normal`` or ``MultivariateNormal``.
-      q: the same type as ``p`` with the same event size; batch shapes broadcast.
+      p: a normal or multivariate normal.
+      q: the same kind as ``p`` with the same event size; batch shapes broadcast.
 
     Returns:
       The distance (not its square), shape ``broadcast(p.batch_shape, q.batch_shape)``.
 
     Raises:
-      TypeError: if ``p`` and ``q`` are not both ``Normal`` or both ``MultivariateNormal``.
+      TypeError: if ``p`` and ``q`` are not both normals or both multivariate normals.
       ValueError: for different event sizes or batch shapes that do not broadcast.
 
     References:
@@ -185,18 +353,221 @@ def gaussian_w2(p: _Gaussian, q: _Gaussian) -> jax.Array:
       >>> print(f"{float(jaxdiv.gaussian_w2(p, q)):.4f}")  # sqrt(3^2 + (2 - 1)^2)
       3.1623
     """
-    fn = "gaussian_w2"
-    scalar, batch, dtype, (mp, lp, mq, lq) = _pair(fn, p, q)
-    if scalar:
-        dm, ds = mp - mq, lp - lq
-        return jnp.broadcast_to(_sqrt0(dm * dm + ds * ds), batch).astype(dtype)
-    d = mp.shape[-1]
-    lp = jnp.broadcast_to(lp, (*batch, d, d))
-    lq = jnp.broadcast_to(lq, (*batch, d, d))
-    hi = lax.Precision.HIGHEST  # no TF32 shortcuts in float32 on GPUs
-    a = jnp.matmul(jnp.swapaxes(lp, -1, -2), lq, precision=hi)
-    u, _, vt = jnp.linalg.svd(lax.stop_gradient(a), full_matrices=False)
-    resid = jnp.matmul(lp, jnp.matmul(u, vt, precision=hi), precision=hi) - lq
-    dm = jnp.broadcast_to(mp - mq, (*batch, d))
-    w2sq = jnp.sum(dm * dm, axis=-1) + jnp.sum(resid * resid, axis=(-2, -1))
-    return _sqrt0(w2sq).astype(dtype)
+    kind, batch, dtype, pp, pq = _gaussians("gaussian_w2", p, q)
+    if kind == "Normal" or ("diag" in pp and "diag" in pq):
+        sp, sq = pp.get("scale", pp.get("diag")), pq.get("scale", pq.get("diag"))
+        dm, ds = pp["loc"] - pq["loc"], sp - sq
+        sq2 = dm * dm + ds * ds
+        sq2 = jnp.where((sp < 0) | (sq < 0), jnp.nan, sq2)  # invalid scale: NaN, as in the KL
+        if kind != "Normal":
+            sq2 = jnp.sum(sq2, -1)
+        return jnp.broadcast_to(_sqrt0(sq2), batch).astype(dtype)
+    d = pp["loc"].shape[-1]
+    lp = jnp.broadcast_to(_full(pp), (*batch, d, d))
+    lq = jnp.broadcast_to(_full(pq), (*batch, d, d))
+    return _mvn_w2(jnp.broadcast_to(pp["loc"], (*batch, d)), lp,
+                   jnp.broadcast_to(pq["loc"], (*batch, d)), lq).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The other families.
+
+
+def _nan_in(out: jax.Array, *xs: jax.Array) -> jax.Array:
+    """NaN wherever an input is NaN (a ``where`` on comparisons would hide it)."""
+    return jnp.where(sum(jnp.isnan(x) for x in xs) > 0, jnp.nan, out)
+
+
+def _dirichlet_kl(a: jax.Array, b: jax.Array) -> jax.Array:
+    a0, b0 = jnp.sum(a, -1), jnp.sum(b, -1)
+    return (gammaln(a0) - gammaln(b0) - jnp.sum(gammaln(a) - gammaln(b), -1)
+            + jnp.sum((a - b) * (digamma(a) - digamma(a0)[..., None]), -1))
+
+
+def _gamma_kl(ap, bp, aq, bq):
+    log_r = _log_ratio(bq, bp)  # log(rate_q / rate_p)
+    return ((ap - aq) * digamma(ap) - gammaln(ap) + gammaln(aq) + (ap - aq) * log_r
+            + ap * expm1_minus_x(log_r))
+
+
+def _laplace_kl(mp, bp, mq, bq):
+    log_r = _log_ratio(bp, bq)
+    return expm1_minus_x(log_r) + jnp.exp(log_r) * expm1_minus_x(-jnp.abs(mp - mq) / bp)
+
+
+def _poisson_kl(lp, lq):
+    both = (lp > 0) & (lq > 0)
+    lps, lqs = safe(both, lp), safe(both, lq)
+    kl = lps * expm1_minus_x(_log_ratio(lqs, lps))
+    lim = jnp.where((lp == 0) & (lq >= 0), lq, jnp.where((lp > 0) & (lq == 0), jnp.inf, jnp.nan))
+    return _nan_in(jnp.where(both, kl, lim), lp, lq)
+
+
+def _uniform_kl(ap, bp, aq, bq):
+    inside = (aq <= ap) & (bp <= bq)
+    wp, wq = safe(inside, bp - ap), safe(inside, bq - aq)
+    return _nan_in(jnp.where(inside, jnp.log(wq) - jnp.log(wp), jnp.inf), ap, bp, aq, bq)
+
+
+def _categorical_kl(name: str, pp: dict, pq: dict) -> jax.Array:
+    def cat(params):  # Bernoulli: two categories (0, 1)
+        (kind, v), = params.items()
+        if name == "Bernoulli":
+            v = jnp.stack([1 - v, v] if kind == "probs" else [jnp.zeros_like(v), v], -1)
+        return kind, v
+
+    (kp, vp), (kq, vq) = cat(pp), cat(pq)
+    if kp == kq == "logits":
+        return kl_divergence_with_logits(vp, vq)
+    vp = jax.nn.softmax(vp, -1) if kp == "logits" else vp
+    vq = jax.nn.softmax(vq, -1) if kq == "logits" else vq
+    return kl_divergence(vp, vq)
+
+
+_SAME = {
+    "Categorical": lambda p, q: _categorical_kl("Categorical", p, q),
+    "Bernoulli": lambda p, q: _categorical_kl("Bernoulli", p, q),
+    "Beta": lambda p, q: _dirichlet_kl(jnp.stack(jnp.broadcast_arrays(p["c1"], p["c0"]), -1),
+                                       jnp.stack(jnp.broadcast_arrays(q["c1"], q["c0"]), -1)),
+    "Dirichlet": lambda p, q: _dirichlet_kl(p["concentration"], q["concentration"]),
+    "Gamma": lambda p, q: _gamma_kl(p["concentration"], p["rate"], q["concentration"],
+                                    q["rate"]),
+    "Exponential": lambda p, q: expm1_minus_x(_log_ratio(q["rate"], p["rate"])),
+    "Laplace": lambda p, q: _laplace_kl(p["loc"], p["scale"], q["loc"], q["scale"]),
+    "Poisson": lambda p, q: _poisson_kl(p["rate"], q["rate"]),
+    "Uniform": lambda p, q: _uniform_kl(p["low"], p["high"], q["low"], q["high"]),
+}
+
+# Scalar continuous families by support: the real line, a half-line, a bounded interval.
+_SUPPORT = {"Normal": 2, "Laplace": 2, "Exponential": 1, "Gamma": 1, "Beta": 0, "Uniform": 0}
+
+
+def _as_gamma(f: Family) -> Family:
+    rate = f.params["rate"]
+    return Family("Gamma", f.cls, {"concentration": jnp.ones_like(rate), "rate": rate}, f.batch,
+                  f.inner)
+
+
+def closed_form_kl(p: Any, q: Any) -> jax.Array:
+    r"""KL(p || q) in closed form, dispatched on the families of ``p`` and ``q``.
+
+    ``p`` and ``q`` are distribution objects of jaxdiv, distrax, numpyro or TFP-JAX, read by
+    their class name and parameters (no import of those libraries). Same-family pairs:
+
+    ===========================  =============================================================
+    family (parameters)          :math:`\mathrm{KL}(p \,\|\, q)`
+    ===========================  =============================================================
+    Normal, MultivariateNormal   :func:`gaussian_kl` (full, diagonal, or
+                                 ``Independent(Normal, 1)``; diagonal pairs sum scalar KLs)
+    Categorical (probs, logits)  :math:`\sum_k p_k \log(p_k / q_k)`, as
+                                 :func:`jaxdiv.kl_divergence` (``_with_logits`` for two logits)
+    Bernoulli (probs, logits)    the same on the two outcomes :math:`(1 - \pi, \pi)`
+    Beta (:math:`a, b`)          Dirichlet with :math:`\alpha = (a, b)`
+    Dirichlet (:math:`\alpha`)   :math:`\log\Gamma(\alpha_0) - \log\Gamma(\beta_0)
+                                 - \sum_k [\log\Gamma(\alpha_k) - \log\Gamma(\beta_k)]
+                                 + \sum_k (\alpha_k - \beta_k)(\psi(\alpha_k) - \psi(\alpha_0))`
+    Gamma (:math:`a`, rate b)    :math:`(a_p - a_q)\psi(a_p) - \log\Gamma(a_p)
+                                 + \log\Gamma(a_q) + a_q \log\frac{b_p}{b_q}
+                                 + a_p \frac{b_q - b_p}{b_p}`
+    Exponential (rate λ)         :math:`\frac{\lambda_q}{\lambda_p} - 1
+                                 - \log\frac{\lambda_q}{\lambda_p}` (Gamma with a = 1)
+    Laplace (μ, scale b)         :math:`\log\frac{b_q}{b_p} + \frac{|\mu_p - \mu_q|}{b_q}
+                                 + \frac{b_p}{b_q} e^{-|\mu_p - \mu_q| / b_p} - 1`
+    Poisson (rate λ)             :math:`\lambda_p \log\frac{\lambda_p}{\lambda_q}
+                                 + \lambda_q - \lambda_p` (:math:`\lambda_q` at
+                                 :math:`\lambda_p = 0`; +inf at :math:`\lambda_q = 0 <
+                                 \lambda_p`)
+    Uniform (low a, high b)      :math:`\log\frac{b_q - a_q}{b_p - a_p}` if
+                                 :math:`[a_p, b_p] \subseteq [a_q, b_q]`, else +inf
+    ===========================  =============================================================
+
+    with :math:`\alpha_0 = \sum_k \alpha_k`, :math:`\psi` the digamma function. Cross-family
+    pairs: Exponential with Gamma (as Gamma with a = 1); and, among the scalar continuous
+    families, +inf wherever the support of ``p`` is not contained in that of ``q`` for every
+    parameter value — ``p`` on the real line (Normal, Laplace) against a half-line (Exponential,
+    Gamma) or an interval (Beta, Uniform), and ``p`` on a half-line against an interval. Other
+    pairs (mixtures, discrete against continuous, Uniform against Normal, ...) raise
+    ``TypeError``: estimate them by Monte Carlo with :mod:`jaxdiv.estimators`.
+
+    ``Independent`` wrappers (numpyro's ``to_event``, distrax's and TFP's ``Independent``) sum
+    the KL of the base family over the reinterpreted axes. Batch shapes broadcast as in the
+    libraries; event shapes (the number of categories, the dimension) must be equal.
+
+    Differences of nearby parameters are kept accurate (``log1p``, :math:`e^x - 1 - x` by a
+    series near 0), so the Exponential, Gamma, Laplace, Poisson and Gaussian forms are never
+    negative and keep their relative accuracy as ``q`` approaches ``p``. Parameters must lie
+    in their domain (scales, concentrations and rates > 0, Poisson rates >= 0, probabilities
+    normalised, ``low < high``): shapes are checked at trace time, values under
+    :func:`jaxdiv.checked`. Gaussian limits at zero or infinite scales are those of
+    :func:`gaussian_kl`.
+
+    Args:
+      p: the reference distribution.
+      q: a distribution of a family that has a closed form with ``p``'s.
+
+    Returns:
+      The divergence in nats, shape ``broadcast(p.batch_shape, q.batch_shape)``, in the
+      parameters' floating dtype.
+
+    Raises:
+      TypeError: if ``p`` or ``q`` is not of a known family (naming the argument and the
+        type), or the pair has no closed form (naming both families).
+      ValueError: for different event shapes or batch shapes that do not broadcast.
+
+    References:
+      Kullback & Leibler, On Information and Sufficiency, Ann. Math. Statist. 22(1), 1951.
+      Penny, KL-Divergences of Normal, Gamma, Dirichlet and Wishart densities, Wellcome
+      Department of Cognitive Neurology, UCL, 2001. Gil, Alajaji & Linder, Rényi divergence
+      measures for commonly used univariate continuous distributions, Information Sciences 249,
+      2013 (Laplace, Gamma, Uniform).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxdiv
+      >>> p, q = jaxdiv.Normal(0.0, 1.0), jaxdiv.Normal(0.5, 1.5)
+      >>> print(f"{float(jaxdiv.closed_form_kl(p, q)):.6f}")
+      0.183243
+      >>> mvn = jaxdiv.MultivariateNormal(jnp.zeros(2), jnp.eye(2))
+      >>> print(f"{float(jaxdiv.closed_form_kl(mvn, mvn)):.1f}")
+      0.0
+
+      Other libraries' objects are read by their class name and parameters, so a class of
+      your own with the same names works too:
+
+      >>> class Exponential:
+      ...     def __init__(self, rate):
+      ...         self.rate = rate
+      >>> print(f"{float(jaxdiv.closed_form_kl(Exponential(2.0), Exponential(1.0))):.6f}")
+      0.193147
+      >>> class Uniform:
+      ...     def __init__(self, low, high):
+      ...         self.low, self.high = low, high
+      >>> print(jaxdiv.closed_form_kl(Uniform(0.0, 2.0), Uniform(0.0, 1.0)))
+      inf
+      >>> jaxdiv.closed_form_kl(Uniform(0.0, 1.0), p)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      TypeError: closed_form_kl: no closed form for KL(p || q) with p a Uniform ... Monte Carlo ...
+    """
+    fn = "closed_form_kl"
+    fp, fq = read(fn, "p", p), read(fn, "q", q)
+    if {fp.name, fq.name} == {"Exponential", "Gamma"}:
+        fp, fq = (_as_gamma(f) if f.name == "Exponential" else f for f in (fp, fq))
+    same = fp.name == fq.name and fp.name in (*_SAME, "Normal", "MultivariateNormal")
+    disjoint = _SUPPORT.get(fp.name, -1) > _SUPPORT.get(fq.name, 2)
+    if not (same or disjoint):
+        raise TypeError(f"{fn}: no closed form for KL(p || q) with p a {fp.name} ({fp.cls}) and "
+                        f"q a {fq.name} ({fq.cls}); estimate it by Monte Carlo with "
+                        f"jaxdiv.estimators (forward_kl(key, p, q, num_samples))")
+    batch = _batch(fn, fp, fq)
+    dtype, pp, pq = _promote(fp, fq)
+    _validate(fn, "p", fp, pp)
+    _validate(fn, "q", fq, pq)
+    full = batch + fp.inner
+    if disjoint:
+        return jnp.full(batch, jnp.inf, dtype)
+    if fp.name in ("Normal", "MultivariateNormal"):
+        kl = _gaussian_kl(fp.name, full, _canonical_mvn(fp, pp), _canonical_mvn(fq, pq))
+    else:
+        kl = jnp.broadcast_to(_SAME[fp.name](pp, pq), full)
+    return jnp.sum(kl, axis=tuple(range(len(batch), len(full)))).astype(dtype)

@@ -14,9 +14,15 @@ distributions from leaves that are not parameters (the cotangent from ``jax.grad
 optimiser's zero moments, signed updates), where a negative "scale" is legitimate. JAX-array
 values are checked under :func:`jaxdiv.checked` (``checkify``, in ``log_prob``, ``sample`` and
 the moments). Structure specs skip every check and are kept as they are: fields that are not
-arrays (``None``, ``object()``, abstract values, as JAX builds) or that are all Python ints
-(``in_axes=Normal(0, None)``, ``jax.tree.map(lambda _: 0, d)``); so write parameters as
-floats, ``Normal(0.0, 1.0)``. 16-bit parameters compute in float32; results are cast back.
+arrays (``None``, ``object()``, abstract values, as JAX builds; ``in_axes=Normal(0, None)``) or
+that are all non-negative Python ints (``in_axes=Normal(0, 0)``, ``jax.tree.map(lambda _: 0,
+d)``); so write parameters as floats, ``Normal(0.0, 1.0)``. A negative int makes them
+parameters again: ``Normal(0, -1)`` is rejected as ``Normal(0.0, -1.0)`` is (an
+axis spec never needs it: write ``Normal(0, 0)`` or the axis counted from the front). Empty
+batches are fine; an empty event (a d = 0 ``MultivariateNormal``, a ``Mixture`` of K = 0
+components) raises ``ValueError``. Inputs sharded over an Explicit mesh axis are gathered
+before the triangular solves of ``MultivariateNormal`` (see ``replicated``). 16-bit parameters
+compute in float32; results are cast back.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental import checkify
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
@@ -55,7 +62,7 @@ def _fields(obj: Any, cls: str, names: tuple[str, ...]) -> tuple[list, list] | N
         if isinstance(v, (str, bytes)):
             raise TypeError(f"{cls}: argument {n} must be a real array, got {type(v).__name__}")
     if not all(isinstance(v, (jax.Array, *_LITERAL)) for v in raw) or all(
-            type(v) is int for v in raw):  # all ints: an axis spec, in_axes=Normal(0, 0)
+            type(v) is int and v >= 0 for v in raw):  # an axis spec, in_axes=Normal(0, 0)
         return None
     out, literal = [], []
     for n, v in zip(names, raw, strict=True):
@@ -66,6 +73,12 @@ def _fields(obj: Any, cls: str, names: tuple[str, ...]) -> tuple[list, list] | N
         out.append(v)
         literal.append(lit)
     return out, literal
+
+
+def _check_positive(fn: str, name: str, x: jax.Array) -> None:
+    """Opt-in value check ``x > 0`` (under :func:`jaxdiv.checked`); empty batches pass."""
+    checkify.debug_check(jnp.all(x > 0), f"{fn}: argument {name} must be > 0 (smallest {{m}})",
+                         m=jnp.min(x, initial=jnp.inf))
 
 
 def _floats(fn: str, **xs: Any) -> tuple[Any, tuple[jax.Array, ...]]:
@@ -98,12 +111,32 @@ def _broadcast(fn: str, names: tuple[str, str], a: tuple, b: tuple) -> tuple[int
                          f"{tuple(b)} do not broadcast") from err
 
 
+def replicated(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    """The arrays gathered onto every device when they are sharded over an Explicit mesh axis.
+
+    ``jax.sharding.reshard(x, P())``: the derivative of a batched triangular solve (and a
+    reshape that merges a sharded axis) does not accept Explicit-sharded operands in this JAX,
+    so the Gaussian code gathers them first. Other arrays are returned as they are.
+    """
+    out = []
+    for x in xs:
+        sharding = getattr(jax.typeof(x), "sharding", None)
+        spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+        explicit = mesh is not None and jax.sharding.AxisType.Explicit in getattr(
+            mesh, "axis_types", ())
+        if explicit and spec is not None and any(a is not None for a in spec):
+            x = jax.sharding.reshard(x, jax.sharding.PartitionSpec())
+        out.append(x)
+    return tuple(out)
+
+
 def _solve_lower(tril: jax.Array, v: jax.Array) -> jax.Array:
     """``tril^{-1} v`` for ``tril`` of shape ``B + (d, d)`` and ``v`` of shape ``S + (d,)``.
 
     The leading axes of ``v`` beyond the broadcast batch go into the columns of one batched
     triangular solve, so a single factor serves all the samples without being copied.
     """
+    tril, v = replicated(tril, v)
     d = tril.shape[-1]
     full = jnp.broadcast_shapes(v.shape[:-1], tril.shape[:-2])
     n_extra = len(full) - (tril.ndim - 2)
@@ -178,7 +211,7 @@ class Normal:
     def _params(self, fn: str, **x: Any) -> tuple[Any, jax.Array, jax.Array]:
         """(dtype, loc, scale) in the compute dtype, and ``x`` if given."""
         dtype, (loc, scale, *rest) = _floats(fn, loc=self.loc, scale=self.scale, **x)
-        C.check_positive(fn, "scale", scale)
+        _check_positive(fn, "scale", scale)
         return (dtype, loc, scale, *rest)
 
     def log_prob(self, x: ArrayLike) -> jax.Array:
@@ -282,6 +315,9 @@ class MultivariateNormal:
             raise ValueError(f"{fn}: loc of shape {loc.shape} and scale_tril of shape "
                              f"{tril.shape} have different event sizes ({loc.shape[-1]} vs "
                              f"{tril.shape[-1]})")
+        if loc.shape[-1] == 0:
+            raise ValueError(f"{fn}: loc of shape {loc.shape} and scale_tril of shape "
+                             f"{tril.shape} have event size d = 0; need d >= 1")
         _broadcast(fn, ("loc", "scale_tril"), loc.shape[:-1], tril.shape[:-2])
         if lit is not None:
             diag = np.diagonal(lit, axis1=-2, axis2=-1)
@@ -325,7 +361,7 @@ class MultivariateNormal:
         dtype, (loc, tril, *rest) = _floats(fn, loc=self.loc, scale_tril=self.scale_tril, **x)
         tril = jnp.tril(tril)
         diag = jnp.diagonal(tril, 0, -2, -1)
-        C.check_positive(fn, "diagonal of scale_tril", diag)
+        _check_positive(fn, "diagonal of scale_tril", diag)
         return (dtype, loc, tril, diag, *rest)
 
     def log_prob(self, x: ArrayLike) -> jax.Array:
@@ -451,6 +487,9 @@ class Mixture:
         if logits.ndim < 1 or not cb:
             raise ValueError(f"{fn}: logits (shape {logits.shape}) and components (batch shape "
                              f"{cb}) need a leading component axis")
+        if logits.shape[0] == 0:
+            raise ValueError(f"{fn}: logits of shape {logits.shape} give K = 0 components; "
+                             f"need K >= 1")
         if logits.shape[0] != cb[0]:
             raise ValueError(f"{fn}: logits of shape {logits.shape} give {logits.shape[0]} "
                              f"components but components have batch shape {cb} ({cb[0]})")

@@ -376,10 +376,15 @@ def js_divergence(key: jax.Array, target: Any, model: Any, num_samples: int) -> 
 
 
 def _check_alpha(fn: str, alpha: ArrayLike, batch: tuple[int, ...]) -> jax.Array:
+    """A real ``alpha`` broadcasting to ``batch``; non-finite: ValueError if concrete, else
+    reported under :func:`jaxdiv.checked`."""
     alpha = C.as_float(fn, "alpha", alpha)
     if not C.broadcasts_to(alpha.shape, batch):
         raise ValueError(f"{fn}: alpha of shape {alpha.shape} does not broadcast to the batch "
                          f"shape {batch}; use jax.vmap over alpha for a sweep")
+    if not isinstance(alpha, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(alpha))):
+        raise ValueError(f"{fn}: alpha must be finite, got {alpha}")
+    C.check_finite(fn, "alpha", alpha)
     return alpha
 
 
@@ -477,7 +482,7 @@ def alpha_divergence(key: jax.Array, target: Any, model: Any, num_samples: int,
       target: a distribution with ``log_prob`` (possibly unnormalised).
       model: a distribution with ``log_prob`` and reparameterised ``sample``.
       num_samples: number of draws, a static int.
-      alpha: the order, a real scalar (or broadcastable to the batch shape).
+      alpha: the order, a finite real scalar (or broadcastable to the batch shape).
 
     Returns:
       The estimate in nats: a scalar for unbatched distributions.
@@ -531,6 +536,7 @@ def _grid_logits(fn: str, target: Any, model: Any, grid: ArrayLike):
         raise ValueError(f"{fn}: grid must be 1-D with at least 2 points, got shape "
                          f"{grid.shape}")
     low, grid = _draws(grid, target, model)
+    C.check_finite(fn, "grid", grid)
     dx = jnp.diff(grid)
     C.check_positive(fn, "diff(grid)", dx)
     log_w = jnp.log(0.5 * jnp.concatenate([dx[:1], dx[1:] + dx[:-1], dx[-1:]]))
@@ -563,7 +569,7 @@ def grid_kl(target: Any, model: Any, grid: ArrayLike) -> jax.Array:
         shape ``[n, ...]`` (a distribution with a ``batch_shape`` gets the grid as
         ``[n, 1, ..., 1]``, so batched jaxdiv distributions give one value per batch entry).
       model: the same for the model.
-      grid: strictly increasing points, shape ``[n]`` with ``n >= 2``.
+      grid: strictly increasing finite points, shape ``[n]`` with ``n >= 2``.
 
     Returns:
       The divergence in nats (a scalar for unbatched densities).
@@ -594,7 +600,7 @@ def grid_js(target: Any, model: Any, grid: ArrayLike) -> jax.Array:
     Args:
       target: an object with ``log_prob`` or a log-density function.
       model: the same for the model.
-      grid: strictly increasing points, shape ``[n]`` with ``n >= 2``.
+      grid: strictly increasing finite points, shape ``[n]`` with ``n >= 2``.
 
     Returns:
       The divergence in nats (a scalar for unbatched densities).
@@ -629,8 +635,8 @@ def grid_alpha(target: Any, model: Any, grid: ArrayLike, alpha: ArrayLike) -> ja
     Args:
       target: an object with ``log_prob`` or a log-density function.
       model: the same for the model.
-      grid: strictly increasing points, shape ``[n]`` with ``n >= 2``.
-      alpha: the order, a real scalar.
+      grid: strictly increasing finite points, shape ``[n]`` with ``n >= 2``.
+      alpha: the order, a finite real scalar.
 
     Returns:
       The divergence in nats (a scalar for unbatched densities).

@@ -293,6 +293,39 @@ ROUND2_SAMPLES = [  # transport, sample_distances
 
 
 ROUND2_DISTRIBUTIONS = [  # distributions, closed_forms, estimators
+    ("Normal", "scale", "integer literal scale -1", lambda: Normal(0, -1)),
+    ("MultivariateNormal", "loc", "event size d = 0",
+     lambda: MultivariateNormal(jnp.zeros(0), jnp.zeros((0, 0)))),
+    ("Mixture", "logits", "K = 0 components",
+     lambda: Mixture(jnp.zeros(0), Normal(jnp.zeros(0), jnp.ones(0)))),
+    ("Normal.sample", "sample_shape", "None", lambda: N01.sample(KEY, None)),
+    ("closed_form_kl", "p", "unknown family", lambda: D.closed_form_kl(object(), N01)),
+    ("closed_form_kl", "q", "an array", lambda: D.closed_form_kl(N01, jnp.ones(3))),
+    ("closed_form_kl", "q", "pair without closed form",
+     lambda: D.closed_form_kl(N01, Mixture(jnp.zeros(2), Normal(jnp.zeros(2), 1.0)))),
+    ("closed_form_kl", "q", "different event sizes", lambda: D.closed_form_kl(MVN2, MVN3)),
+    ("closed_form_kl", "q", "batch shapes",
+     lambda: D.closed_form_kl(Normal(jnp.zeros(3), 1.0), Normal(jnp.zeros(2), 1.0))),
+    ("closed_form_kl", "q", "numbers of categories",
+     lambda: D.closed_form_kl(type("Categorical", (), {"probs": P3})(),
+                              type("Categorical", (), {"probs": P4})())),
+    ("closed_form_kl", "p", "a parameter missing",
+     lambda: D.closed_form_kl(type("Gamma", (), {"concentration": 1.0})(), N01)),
+    ("closed_form_kl", "p", "Independent of too many axes",
+     lambda: D.closed_form_kl(type("Independent", (), {"distribution": N01,
+                                                       "reinterpreted_batch_ndims": 2})(), N01)),
+    ("closed_form_kl", "q", "complex parameter",
+     lambda: D.closed_form_kl(N01, type("Normal", (), {"loc": 1j, "scale": 1.0})())),
+    ("gaussian_kl", "q", "unknown family", lambda: D.gaussian_kl(N01, object())),
+    ("gaussian_w2", "p", "a Mixture",
+     lambda: D.gaussian_w2(Mixture(jnp.zeros(2), Normal(jnp.zeros(2), 1.0)), N01)),
+    ("forward_kl", "num_samples", "num_samples 2.5", lambda: est.forward_kl(KEY, N01, N12, 2.5)),
+    ("reverse_kl", "num_samples", "num_samples a string",
+     lambda: est.reverse_kl(KEY, N01, N12, "3")),
+    ("alpha_divergence", "alpha", "alpha inf",
+     lambda: est.alpha_divergence(KEY, N01, N12, 10, float("inf"))),
+    ("grid_alpha", "alpha", "alpha nan",
+     lambda: est.grid_alpha(N01, N12, jnp.linspace(-3, 3, 5), float("nan"))),
 ]
 
 
@@ -424,6 +457,19 @@ CHECKED = [
     ("gradient_penalty", "weight", "traced weight < 0",
      lambda: D.checked(jax.jit(lambda w: L.gradient_penalty(_critic, X, X, KEY, weight=w)))(
          -1.0)),
+    ("gaussian_w2", "p.scale", "traced scale < 0",
+     lambda: D.checked(jax.jit(lambda s: D.gaussian_w2(Normal(0.0, s), N01)))(-1.0)),
+    ("closed_form_kl", "q.concentration", "traced concentration < 0",
+     lambda: D.checked(jax.jit(lambda c: D.closed_form_kl(
+         type("Gamma", (), {"concentration": 1.0, "rate": 1.0})(),
+         type("Gamma", (), {"concentration": c, "rate": 1.0})())))(-1.0)),
+    ("closed_form_kl", "p.probs", "unnormalised probabilities",
+     lambda: D.checked(D.closed_form_kl)(type("Categorical", (), {"probs": UNNORM})(),
+                                         type("Categorical", (), {"probs": Q3})())),
+    ("grid_kl", "grid", "infinite grid point",
+     lambda: D.checked(jax.jit(lambda g: est.grid_kl(N01, N12, g)))(jnp.array([-jnp.inf, 0, 1]))),
+    ("alpha_divergence", "alpha", "traced alpha inf",
+     lambda: D.checked(jax.jit(lambda a: est.alpha_divergence(KEY, N01, N12, 10, a)))(jnp.inf)),
 ]
 
 
@@ -470,6 +516,10 @@ NAN_IN = {
     "total_variation": lambda: D.total_variation(NANP, Q3),
     "gaussian_kl": lambda: D.gaussian_kl(Normal(jnp.nan, 1.0), N01),
     "gaussian_w2": lambda: D.gaussian_w2(N01, Normal(jnp.nan, 1.0)),
+    "closed_form_kl": lambda: D.closed_form_kl(Normal(jnp.nan, 1.0), N01),
+    "closed_form_kl (Uniform)": lambda: D.closed_form_kl(
+        type("Uniform", (), {"low": jnp.nan, "high": 1.0})(),
+        type("Uniform", (), {"low": 0.0, "high": 1.0})()),
     "gaussian_w2 (MultivariateNormal)": lambda: D.gaussian_w2(
         MultivariateNormal(jnp.array([jnp.nan, 0.0]), jnp.eye(2)), MVN2),
     "Normal.log_prob": lambda: N01.log_prob(jnp.nan),

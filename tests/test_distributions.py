@@ -275,3 +275,22 @@ def test_bad_parameters():
     with pytest.raises(checkify.JaxRuntimeError, match="scale_tril"):
         checked(lambda t: MultivariateNormal(jnp.zeros(2), t).entropy())(-jnp.eye(2))
     assert np.isfinite(checked(lambda d: d.log_prob(0.0))(Normal(0.0, jnp.array(1.0))))
+
+
+def test_round_two_boundaries():
+    # integer literals: an axis spec when all are >= 0, parameters (checked) otherwise
+    with pytest.raises(ValueError, match=r"Normal: scale must be > 0, got -1.0"):
+        Normal(0, -1)
+    assert Normal(0, 0) == Normal(0, 0)  # in_axes=Normal(0, 0) still works (test above)
+    # empty batches: empty results, and the opt-in checks do not reduce an empty array
+    key = jax.random.key(0)
+    e = Normal(jnp.zeros(0), jnp.ones(0))
+    assert e.log_prob(jnp.zeros(0)).shape == (0,) and e.sample(key, (2,)).shape == (2, 0)
+    assert checked(lambda s: Normal(jnp.zeros(0), s).entropy())(jnp.ones(0)).shape == (0,)
+    m = MultivariateNormal(jnp.zeros((0, 2)), jnp.ones((0, 2, 2)))
+    assert m.log_prob(jnp.zeros(2)).shape == (0,)
+    # empty events raise, naming the class and the argument
+    with pytest.raises(ValueError, match=r"MultivariateNormal: loc of shape \(0,\) .* d = 0"):
+        MultivariateNormal(jnp.zeros(0), jnp.zeros((0, 0)))
+    with pytest.raises(ValueError, match=r"Mixture: logits of shape \(0,\) give K = 0"):
+        Mixture(jnp.zeros(0), Normal(jnp.zeros(0), jnp.ones(0)))
