@@ -171,9 +171,9 @@ def _chunk(cfg, zs, zt, labels, vmask, t, beta, lw):
         if cfg.labels:
             logq, q, _ = _log_softmax(zs, -1, vmask)
     if cfg.labels:
-        ce = -jnp.take_along_axis(logq, labels[:, None], axis=-1, mode="fill",
-                                  fill_value=jnp.nan)[:, 0]
         onehot = lax.broadcasted_iota(labels.dtype, zs.shape, 1) == labels[:, None]
+        inside = (labels >= 0) & (labels < zs.shape[-1])  # outside: NaN, as a gather's fill
+        ce = jnp.where(inside, -jnp.sum(jnp.where(onehot, logq, 0), axis=-1), jnp.nan)
         value, grad = value + lw * ce, grad + lw * (q - onehot)
     return value, grad
 
@@ -399,8 +399,11 @@ def linear_distillation_loss(
       vocab_mask: optional boolean ``[V]``; ``False`` entries are left out of both softmaxes.
       reduction: ``"none"`` (per-token losses ``[N]``, 0 at masked tokens), ``"sum"``, or
         ``"mean"`` over the kept tokens.
-      chunk_size: tokens per chunk (static). Default: about :math:`N H / V` (so a chunk's
-        logits are as large as the hidden states, Liger-Kernel's choice), a multiple of 8.
+      chunk_size: tokens per chunk (static). Default: :math:`\max(N H, 2^{22}) / V` rounded
+        up to a multiple of 8: a chunk's logits are as large as the hidden states (Liger-Kernel's
+        choice), and at least 16 MB in float32, so that the chunk's matrix products stay
+        efficient (on a 2-core CPU, 16-token chunks at V = 32,768 took 1.7x the materialised
+        time, 128-token chunks 0.94x).
 
     Returns:
       The loss: a scalar, or ``[N]`` with ``reduction="none"``, in the student's dtype.
@@ -483,7 +486,7 @@ def linear_distillation_loss(
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{fn}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if chunk_size is None:
-        chunk_size = max(8, 8 * math.ceil(n * hdim / v / 8))
+        chunk_size = 8 * math.ceil(max(n * hdim, 2**22) / v / 8)
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
         raise ValueError(f"{fn}: chunk_size must be a static int >= 1, got {chunk_size!r}")
     elif chunk_size < 1:
