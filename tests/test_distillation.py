@@ -95,7 +95,7 @@ def test_matches_materialised_with_masks_temperature_and_inf_bias(div):
 
 
 def test_jsd_is_continuous_in_beta_with_the_two_kls_at_the_ends():
-    h, w, b, zt, _, _ = _inputs(1)
+    h, w, _, zt, _, _ = _inputs(1)
     zt = jnp.where(jnp.isinf(zt), 0.0, zt)  # all entries in both supports: every KL finite
 
     @jax.jit
@@ -108,7 +108,7 @@ def test_jsd_is_continuous_in_beta_with_the_two_kls_at_the_ends():
         value, grads = mine(jnp.float32(beta), h, w)
         beta64 = float(np.float32(beta))  # the float32 beta the loss saw
         ref, ref_grads = jax.value_and_grad(
-            lambda h, w: _reference("jsd", h, w, None, zt, beta=beta64), (0, 1))(h, w)
+            lambda h, w, b=beta64: _reference("jsd", h, w, None, zt, beta=b), (0, 1))(h, w)
         _close(value, ref)
         for g, r in zip(grads, ref_grads, strict=True):
             _close(g, r)
@@ -265,3 +265,25 @@ def test_sharded_tokens_and_vocabulary_match_one_device():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "OK 8"  # value, 3 gradients; per-token losses, 3 gradients
+
+
+def test_token_distillation_experiment_tiny(tmp_path, capsys):
+    from experiments import token_distillation
+
+    with pytest.raises(SystemExit) as info:  # bad input: one line, exit 2, nothing written
+        token_distillation.main(["--betas", "1.5", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "--betas" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    result = token_distillation.main(
+        ["--vocab", "64", "--teacher-steps", "30", "--student-steps", "20", "--batch", "32",
+         "--eval-contexts", "64", "--betas", "0.5", "--top-k", "4", "--no-figure", "--out",
+         str(tmp_path)])
+    on_disk = json.loads((tmp_path / "token_distillation.json").read_text())
+    assert set(on_disk) == {"teacher", "students", "example_context", "meta"}
+    assert set(on_disk["students"]) == {"forward_kl", "reverse_kl", "tvd", "jsd(beta=0.5)"}
+    for row in on_disk["students"].values():
+        assert set(row) == {"student_entropy", "teacher_entropy", "top_k_coverage",
+                            "forward_kl", "reverse_kl", "final_loss"}
+        assert all(np.isfinite(v) for v in row.values())
+        assert 0 <= row["top_k_coverage"] <= 1 and row["forward_kl"] >= 0
+    assert on_disk["students"] == result["students"]
