@@ -424,9 +424,9 @@ def linear_distillation_loss(
       >>> import jax, jaxdiv
       >>> from jaxdiv.losses import linear_distillation_loss
       >>> kh, kw, kt = jax.random.split(jax.random.key(0), 3)
-      >>> h = jax.random.normal(kh, (6, 4))
-      >>> w = jax.random.normal(kw, (4, 10))
-      >>> zt = jax.random.normal(kt, (6, 10))
+      >>> h = jax.random.normal(kh, (6, 4), "float32")
+      >>> w = jax.random.normal(kw, (4, 10), "float32")
+      >>> zt = jax.random.normal(kt, (6, 10), "float32")
       >>> loss = linear_distillation_loss(h, w, teacher_logits=zt, chunk_size=4)
       >>> ref = jaxdiv.kl_divergence_with_logits(zt, h @ w).mean()
       >>> print(f"{float(loss):.4f} {float(ref):.4f}")
