@@ -21,7 +21,7 @@ logits of neither model exist), one per objective. Everything is measured on hel
 fresh pairs (a, b), almost all unseen in training.
 
 Command: ``python -m experiments.token_distillation [--out results/]`` (``--help`` for the
-options; about 45 s on a 2-core CPU).
+options; about 35 s of CPU time: well under 90 s on a quiet 2-core CPU).
 
 Output: a table per objective: the student's mean entropy against the teacher's, the share of
 the teacher's mass on the student's top-k tokens, KL(teacher || student) and

@@ -500,7 +500,8 @@ def linear_distillation_loss(
     mask = _vector(fn, "token_mask", token_mask, n, "bool")
     labels = _vector(fn, "labels", labels, n, "int")
     vmask = _vector(fn, "vocab_mask", vocab_mask, v, "bool")
-    if labels is None and not (isinstance(label_weight, (int, float)) and label_weight == 0):
+    if labels is None and (isinstance(label_weight, jax.core.Tracer)
+                           or np.asarray(label_weight) != 0):
         raise ValueError(f"{fn}: label_weight is set but labels is None")
     if labels is not None:
         checkify.debug_check(jnp.all((labels >= 0) & (labels < v)),
