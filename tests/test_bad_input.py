@@ -329,7 +329,70 @@ ROUND2_DISTRIBUTIONS = [  # distributions, closed_forms, estimators
 ]
 
 
+_H, _W, _ZT = jnp.ones((4, 3)), jnp.ones((3, 5)), jnp.zeros((4, 5))
+
+
+def _lin(**kw):
+    """linear_distillation_loss on good [4, 3] x [3, 5] inputs, with the mistakes in kw."""
+    args = {"teacher_logits": _ZT, **kw}
+    h, w = args.pop("student_hidden", _H), args.pop("student_head", _W)
+    return L.linear_distillation_loss(h, w, **args)
+
+
 ROUND2_DISTILLATION = [  # losses.distillation
+    ("distillation_loss", "temperature", "temperature a string",
+     lambda: L.distillation_loss(P3, Q3, temperature="2")),
+    ("distillation_loss", "temperature", "temperature inf",
+     lambda: L.distillation_loss(P3, Q3, temperature=float("inf"))),
+    ("distillation_loss", "temperature", "temperature NaN",
+     lambda: L.distillation_loss(P3, Q3, temperature=float("nan"))),
+    ("linear_distillation_loss", "student_head", "hidden H != head H",
+     lambda: _lin(student_head=jnp.ones((4, 5)))),
+    ("linear_distillation_loss", "student_hidden", "hidden not 2-D",
+     lambda: _lin(student_hidden=jnp.ones((2, 2, 3)))),
+    ("linear_distillation_loss", "teacher_logits", "teacher N != student N",
+     lambda: _lin(teacher_logits=jnp.zeros((3, 5)))),
+    ("linear_distillation_loss", "teacher_logits", "teacher V != student V",
+     lambda: _lin(teacher_logits=jnp.zeros((4, 6)))),
+    ("linear_distillation_loss", "teacher_hidden", "teacher hidden N != student N",
+     lambda: _lin(teacher_logits=None, teacher_hidden=jnp.ones((5, 2)),
+                  teacher_head=jnp.ones((2, 5)))),
+    ("linear_distillation_loss", "teacher_head", "teacher hidden H != teacher head H",
+     lambda: _lin(teacher_logits=None, teacher_hidden=jnp.ones((4, 2)),
+                  teacher_head=jnp.ones((3, 5)))),
+    ("linear_distillation_loss", "teacher_logits", "teacher both ways",
+     lambda: _lin(teacher_hidden=jnp.ones((4, 2)), teacher_head=jnp.ones((2, 5)))),
+    ("linear_distillation_loss", "teacher_logits", "no teacher",
+     lambda: _lin(teacher_logits=None)),
+    ("linear_distillation_loss", "teacher_head", "teacher hidden without head",
+     lambda: _lin(teacher_logits=None, teacher_hidden=jnp.ones((4, 2)))),
+    ("linear_distillation_loss", "student_bias", "bias of wrong length",
+     lambda: _lin(student_bias=jnp.ones(4))),
+    ("linear_distillation_loss", "beta", "beta > 1", lambda: _lin(divergence="jsd", beta=1.5)),
+    ("linear_distillation_loss", "beta", "beta < 0", lambda: _lin(divergence="jsd", beta=-0.1)),
+    ("linear_distillation_loss", "temperature", "temperature 0", lambda: _lin(temperature=0.0)),
+    ("linear_distillation_loss", "temperature", "temperature < 0",
+     lambda: _lin(temperature=-2.0)),
+    ("linear_distillation_loss", "temperature", "temperature inf",
+     lambda: _lin(temperature=float("inf"))),
+    ("linear_distillation_loss", "temperature", "temperature a string",
+     lambda: _lin(temperature="2")),
+    ("linear_distillation_loss", "divergence", "unknown divergence",
+     lambda: _lin(divergence="kl")),
+    ("linear_distillation_loss", "reduction", "unknown reduction",
+     lambda: _lin(reduction="avg")),
+    ("linear_distillation_loss", "chunk_size", "chunk_size 0", lambda: _lin(chunk_size=0)),
+    ("linear_distillation_loss", "chunk_size", "chunk_size 2.5", lambda: _lin(chunk_size=2.5)),
+    ("linear_distillation_loss", "token_mask", "token_mask not boolean",
+     lambda: _lin(token_mask=jnp.ones(4))),
+    ("linear_distillation_loss", "token_mask", "token_mask of wrong length",
+     lambda: _lin(token_mask=jnp.ones(3, bool))),
+    ("linear_distillation_loss", "vocab_mask", "vocab_mask of wrong length",
+     lambda: _lin(vocab_mask=jnp.ones(4, bool))),
+    ("linear_distillation_loss", "labels", "float labels",
+     lambda: _lin(labels=jnp.zeros(4), label_weight=1.0)),
+    ("linear_distillation_loss", "label_weight", "label_weight without labels",
+     lambda: _lin(label_weight=1.0)),
 ]
 
 
@@ -438,6 +501,11 @@ CHECKED = [
     ("entropy", "p", "unnormalised, eager", lambda: D.checked(D.entropy)(UNNORM)),
     ("distillation_loss", "temperature", "traced temperature < 0",
      lambda: D.checked(jax.jit(L.distillation_loss))(P3, Q3, temperature=-1.0)),
+    ("linear_distillation_loss", "labels", "labels outside [0, V)",
+     lambda: D.checked(jax.jit(lambda y: _lin(labels=y, label_weight=1.0)))(
+         jnp.array([0, 1, 5, 2]))),
+    ("linear_distillation_loss", "temperature", "traced temperature < 0",
+     lambda: D.checked(jax.jit(lambda t: _lin(temperature=t)))(-1.0)),
     ("grid_kl", "diff(grid)", "decreasing grid",
      lambda: D.checked(jax.jit(lambda g: est.grid_kl(N01, N12, g)))(jnp.linspace(3.0, -3.0, 7))),
     ("wasserstein_1d", "x_weights", "negative weight",

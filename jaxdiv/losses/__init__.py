@@ -14,7 +14,7 @@ for a hard-label term next to :func:`distillation_loss` use
 float16/bfloat16 inputs are computed in float32 and the result is cast back.
 """
 
-from jaxdiv.losses.distillation import distillation_loss
+from jaxdiv.losses.distillation import distillation_loss, linear_distillation_loss
 from jaxdiv.losses.generative import (
     gan_discriminator_loss,
     gan_generator_loss,
@@ -32,6 +32,7 @@ __all__ = [
     "gan_generator_loss",
     "gradient_penalty",
     "kl_penalty",
+    "linear_distillation_loss",
     "policy_kl",
     "vae_kl",
     "wasserstein_critic_loss",
