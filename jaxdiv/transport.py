@@ -12,68 +12,123 @@ POT's ``reg``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import warnings
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import lineax as _lx
 import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
 from jaxdiv._numerics import safe, uniform_weights
-
-# ott-jax 0.6.0 compatibility, applied once at import (JAX itself is neither patched nor pinned):
-# 1. ott imports jaxopt, which warns that it is unmaintained: that one message is silenced.
-# 2. ott.utils calls jax.interpreters.batching.is_vmappable (in the batched_vmap behind the online
-#    PointCloud, batch_size=), a name JAX 0.10 removed: online mode fails with AttributeError.
-#    As ott-jax's main branch does, ott.utils gets jax._src.interpreters.batching instead, only
-#    when the public module lacks the name.
-# 3. ott differentiates through lineax.NormalCG, deprecated with a warning at every backward
-#    trace: _IMPLICIT passes the same solver spelt lineax.Normal(lineax.CG(...)).
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="JAXopt is no longer maintained",
-                            category=DeprecationWarning)
-    import ott.utils as _ott_utils
-    from ott.geometry import costs as _costs
-    from ott.geometry import epsilon_scheduler as _eps_sched
-    from ott.geometry import pointcloud as _pointcloud
-    from ott.initializers.linear import initializers as _init
-    from ott.solvers import linear as _linear
-    from ott.solvers.linear import acceleration as _accel
-    from ott.solvers.linear import implicit_differentiation as _implicit
-    from ott.tools import sinkhorn_divergence as _sdiv
-
-
-if not hasattr(_ott_utils.batching, "is_vmappable"):
-    try:
-        from jax._src.interpreters import batching as _batching
-
-        _batching.is_vmappable  # noqa: B018
-    except (ImportError, AttributeError):  # pragma: no cover - no custom vmappables: all leaves
-        _batching = types.SimpleNamespace(is_vmappable=lambda _: False)
-    _ott_utils.batching = _batching
-
-
-def _normal_cg(**kwargs):
-    return _lx.Normal(_lx.CG(**kwargs))
-
-
-_IMPLICIT = _implicit.ImplicitDiff(solver_kwargs={"nonsym_solver": _normal_cg})
+from jaxdiv.sample_distances import _replicated
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_divergence"]
 
-_COSTS = {"sqeuclidean": _costs.SqEuclidean, "euclidean": _costs.Euclidean}
+_COSTS = ("euclidean", "sqeuclidean")
 Cost = Literal["sqeuclidean", "euclidean"]
 
 
+@functools.cache
+def _ott() -> types.SimpleNamespace:
+    """Imports ott-jax on first use (``import jaxdiv`` stays light) and applies its shims.
+
+    ott-jax 0.6.0 compatibility, applied once (JAX itself is neither patched nor pinned):
+
+    1. ott imports jaxopt, which warns that it is unmaintained: that one message is silenced.
+    2. ott.utils calls jax.interpreters.batching.is_vmappable (in the batched_vmap behind the
+       online PointCloud, batch_size=), a name JAX 0.10 removed: online mode fails with
+       AttributeError. As ott-jax's main branch does, ott.utils gets
+       jax._src.interpreters.batching instead, only when the public module lacks the name.
+    3. ott differentiates through lineax.NormalCG, deprecated with a warning at every backward
+       trace: the implicit differentiation passes the same solver spelt
+       lineax.Normal(lineax.CG(...)).
+    4. Precision: ott's implicit differentiation traces its linear solve in the backward pass,
+       after :func:`sinkhorn` has returned, so outside its ``default_matmul_precision`` scope;
+       ``_HighestImplicitDiff`` re-enters the scope there.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="JAXopt is no longer maintained",
+                                category=DeprecationWarning)
+        import lineax
+        import ott.utils
+        from ott.geometry import costs, epsilon_scheduler, pointcloud
+        from ott.initializers.linear import initializers
+        from ott.solvers import linear
+        from ott.solvers.linear import acceleration, implicit_differentiation
+        from ott.tools import sinkhorn_divergence
+
+    if not hasattr(ott.utils.batching, "is_vmappable"):
+        try:
+            from jax._src.interpreters import batching
+
+            batching.is_vmappable  # noqa: B018
+        except (ImportError, AttributeError):  # pragma: no cover - no custom vmappables
+            batching = types.SimpleNamespace(is_vmappable=lambda _: False)
+        ott.utils.batching = batching
+
+    class _HighestImplicitDiff(implicit_differentiation.ImplicitDiff):
+        def gradient(self, *args, **kwargs):
+            with jax.default_matmul_precision("highest"):
+                return super().gradient(*args, **kwargs)
+
+    def normal_cg(**kwargs):
+        return lineax.Normal(lineax.CG(**kwargs))
+
+    return types.SimpleNamespace(
+        costs={"sqeuclidean": costs.SqEuclidean, "euclidean": costs.Euclidean},
+        epsilon_scheduler=epsilon_scheduler, pointcloud=pointcloud, initializers=initializers,
+        linear=linear, acceleration=acceleration, sinkhorn_divergence=sinkhorn_divergence,
+        implicit=_HighestImplicitDiff(solver_kwargs={"nonsym_solver": normal_cg}))
+
+
 def _cost_fn(fn: str, cost: str):
-    if cost not in _COSTS:
-        raise ValueError(f"{fn}: cost must be one of {sorted(_COSTS)}, got {cost!r}")
-    return _COSTS[cost]()
+    if not isinstance(cost, str) or cost not in _COSTS:
+        raise ValueError(f"{fn}: cost must be one of {list(_COSTS)}, got {cost!r}")
+    return _ott().costs[cost]()
+
+
+def _count(fn: str, name: str, value, *, none_ok: bool = False) -> int | None:
+    """A static count option: a Python int >= 1 (None too if ``none_ok``), never a bool."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{fn}: {name} must be an int >= 1{' or None' if none_ok else ''}, got "
+                        f"{value!r}")
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be an int >= 1, got {value}")
+    return int(value)
+
+
+def _real_option(fn: str, name: str, value):
+    """Rejects bools, strings and other non-real values of a number option (traced is fine)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
+    if isinstance(value, jax.core.Tracer):
+        return value
+    v = np.asarray(value)
+    if v.dtype == np.bool_ or not np.issubdtype(v.dtype, np.number) or np.iscomplexobj(v):
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
+    if v.ndim != 0:
+        raise ValueError(f"{fn}: {name} must be a scalar, got shape {v.shape}")
+    return value
+
+
+def _threshold(fn: str, threshold):
+    threshold = _real_option(fn, "threshold", threshold)
+    if not isinstance(threshold, jax.core.Tracer) and not 0 < float(threshold) < np.inf:
+        raise ValueError(f"{fn}: threshold must be > 0 and finite, got {threshold}")
+    return threshold
+
+
+def _epsilon(fn: str, epsilon, dtype):
+    if epsilon is None:
+        return None
+    return C.positive_scalar(fn, "epsilon", _real_option(fn, "epsilon", epsilon), dtype)
 
 
 # Entropic OT through ott-jax
@@ -127,20 +182,21 @@ class SinkhornResult:
 
         Materialises ``n * m`` entries: for small problems only.
         """
-        c = _COSTS[self.cost]().all_pairs(self.x, self.y)
-        return _plan_block(self.f, self.g, c, self.epsilon)
+        with jax.default_matmul_precision("highest"):
+            c = _ott().costs[self.cost]().all_pairs(self.x, self.y)
+            return _plan_block(self.f, self.g, c, self.epsilon)
 
 
 def _initializer(fn, initializer, shape, batch_size):
     if initializer == "default":
         return None
     if initializer == "gaussian":
-        return _init.GaussianInitializer()
+        return _ott().initializers.GaussianInitializer()
     if initializer == "sorting":
         if shape[0] != shape[1] or batch_size is not None:
             raise ValueError(f"{fn}: initializer='sorting' needs n == m and a dense problem "
                              f"(batch_size=None), got clouds of sizes {shape}")
-        return _init.SortingInitializer()
+        return _ott().initializers.SortingInitializer()
     raise ValueError(f"{fn}: initializer must be 'default', 'gaussian' or 'sorting', got "
                      f"{initializer!r}")
 
@@ -149,18 +205,22 @@ def _accelerations(fn, anderson, momentum, inner_iterations):
     if anderson is not None and momentum is not None:
         raise ValueError(f"{fn}: choose anderson or momentum, not both (ott-jax ignores momentum "
                          f"under Anderson acceleration)")
+    accel = _ott().acceleration
     if anderson is not None:
-        if not isinstance(anderson, (int, np.integer)) or anderson < 1:
+        if (isinstance(anderson, (bool, np.bool_)) or not isinstance(anderson, (int, np.integer))
+                or anderson < 1):
             raise ValueError(f"{fn}: anderson is the memory size, an int >= 1, got {anderson!r}")
-        return _accel.AndersonAcceleration(memory=int(anderson)), None
+        return accel.AndersonAcceleration(memory=int(anderson)), None
     if momentum is None:
         return None, None
-    if momentum == "adaptive":  # Lehmann et al. (2021), from the error decay after 2 checks
-        return None, _accel.Momentum(start=2 * inner_iterations)
-    if isinstance(momentum, str) or not 0 < float(momentum) < 2:
+    if isinstance(momentum, str) and momentum == "adaptive":  # Lehmann et al. (2021)
+        return None, accel.Momentum(start=2 * inner_iterations)  # from the first 2 checks
+    if (isinstance(momentum, (str, bool, np.bool_, jax.core.Tracer))
+            or not isinstance(momentum, (int, float, np.integer, np.floating))
+            or not 0 < float(momentum) < 2):
         raise ValueError(f"{fn}: momentum must be a float in (0, 2) or 'adaptive', "
                          f"got {momentum!r}")
-    return None, _accel.Momentum(start=0, value=float(momentum))
+    return None, accel.Momentum(start=0, value=float(momentum))
 
 
 def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
@@ -219,8 +279,16 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     fn = "sinkhorn"
     dtype, x, y, a, b = C.point_clouds(fn, x, y, a, b)
     cost_fn = _cost_fn(fn, cost)
+    max_iterations = _count(fn, "max_iterations", max_iterations)
+    inner_iterations = _count(fn, "inner_iterations", inner_iterations)
+    batch_size = _count(fn, "batch_size", batch_size, none_ok=True)
+    threshold = _threshold(fn, threshold)
     anderson_acc, momentum_acc = _accelerations(fn, anderson, momentum, inner_iterations)
     init = _initializer(fn, initializer, (x.shape[0], y.shape[0]), batch_size)
+    for name, value in (("epsilon_init", epsilon_init), ("epsilon_decay", epsilon_decay)):
+        if isinstance(_real_option(fn, name, value), jax.core.Tracer):
+            raise TypeError(f"{fn}: {name} must be a static number, got a traced value")
+    epsilon_init, epsilon_decay = float(epsilon_init), float(epsilon_decay)
     if not (epsilon_init >= 1 and 0 < epsilon_decay <= 1) or (epsilon_init > 1
                                                               and epsilon_decay == 1):
         raise ValueError(f"{fn}: need epsilon_init >= 1 and 0 < epsilon_decay <= 1 (< 1 when "
@@ -232,20 +300,25 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     a, b = a.astype(x.dtype), b.astype(x.dtype)
     C.check_probabilities(fn, "a", a, -1)
     C.check_probabilities(fn, "b", b, -1)
-    geom_args = dict(cost_fn=cost_fn, batch_size=batch_size)
-    eps = None if epsilon is None else C.positive_scalar(fn, "epsilon", epsilon, x.dtype)
-    min_iterations = 0
-    if epsilon_init > 1:  # no error checks before the schedule reaches epsilon
-        target = eps if eps is not None else _pointcloud.PointCloud(x, y, **geom_args).epsilon
-        eps = _eps_sched.Epsilon(target, init=epsilon_init, decay=epsilon_decay)
-        min_iterations = int(np.ceil(np.log(epsilon_init) / -np.log(epsilon_decay)))
-    geom = _pointcloud.PointCloud(x, y, epsilon=eps, **geom_args)
-    out = _linear.solve(geom, a=a, b=b, threshold=threshold, max_iterations=max_iterations,
-                        inner_iterations=inner_iterations, min_iterations=min_iterations,
-                        anderson=anderson_acc, implicit_diff=_IMPLICIT,
-                        momentum=momentum_acc, initializer=init)
-    eps_used = jnp.asarray(geom.epsilon, x.dtype)
-    tc = _transport_cost(x, y, out.f, out.g, eps_used, cost_fn, batch_size)
+    eps = _epsilon(fn, epsilon, x.dtype)
+    x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
+    ott = _ott()
+    with jax.default_matmul_precision("highest"):
+        geom_args = dict(cost_fn=cost_fn, batch_size=batch_size)
+        min_iterations = 0
+        if epsilon_init > 1:  # no error checks before the schedule reaches epsilon
+            target = eps if eps is not None else ott.pointcloud.PointCloud(x, y,
+                                                                           **geom_args).epsilon
+            eps = ott.epsilon_scheduler.Epsilon(target, init=epsilon_init, decay=epsilon_decay)
+            min_iterations = int(np.ceil(np.log(epsilon_init) / -np.log(epsilon_decay)))
+        geom = ott.pointcloud.PointCloud(x, y, epsilon=eps, **geom_args)
+        out = ott.linear.solve(geom, a=a, b=b, threshold=threshold,
+                               max_iterations=max_iterations, inner_iterations=inner_iterations,
+                               min_iterations=min_iterations, anderson=anderson_acc,
+                               implicit_diff=ott.implicit, momentum=momentum_acc,
+                               initializer=init)
+        eps_used = jnp.asarray(geom.epsilon, x.dtype)
+        tc = _transport_cost(x, y, out.f, out.g, eps_used, cost_fn, batch_size)
     return SinkhornResult(reg_cost=out.reg_ot_cost.astype(dtype), transport_cost=tc.astype(dtype),
                           converged=out.converged, iterations=out.n_iters, f=out.f, g=out.g,
                           x=x, y=y, epsilon=eps_used, cost=cost)
@@ -285,13 +358,19 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     fn = "sinkhorn_divergence"
     dtype, x, y, a, b = C.point_clouds(fn, x, y, a, b)
     cost_fn = _cost_fn(fn, cost)
+    max_iterations = _count(fn, "max_iterations", max_iterations)
+    batch_size = _count(fn, "batch_size", batch_size, none_ok=True)
+    threshold = _threshold(fn, threshold)
     a, b = uniform_weights(a, x.shape[0], x.dtype), uniform_weights(b, y.shape[0], x.dtype)
     C.check_probabilities(fn, "a", a, -1)
     C.check_probabilities(fn, "b", b, -1)
-    eps = None if epsilon is None else C.positive_scalar(fn, "epsilon", epsilon, x.dtype)
-    div, _ = _sdiv.sinkhorn_divergence(
-        _pointcloud.PointCloud, x, y, a=a, b=b, cost_fn=cost_fn, epsilon=eps,
-        batch_size=batch_size,
-        solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
-                          implicit_diff=_IMPLICIT))
+    eps = _epsilon(fn, epsilon, x.dtype)
+    x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
+    ott = _ott()
+    with jax.default_matmul_precision("highest"):
+        div, _ = ott.sinkhorn_divergence.sinkhorn_divergence(
+            ott.pointcloud.PointCloud, x, y, a=a, b=b, cost_fn=cost_fn, epsilon=eps,
+            batch_size=batch_size,
+            solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
+                              implicit_diff=ott.implicit))
     return div.astype(dtype)
