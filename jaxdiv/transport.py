@@ -86,6 +86,42 @@ def _ott() -> types.SimpleNamespace:
         implicit=_HighestImplicitDiff(solver_kwargs={"nonsym_solver": normal_cg}))
 
 
+def _explicit_mesh(*arrays):
+    """The mesh with Explicit axes that any of ``arrays`` (or the context) is on, or None."""
+    for mesh in [jax.typeof(v).sharding.mesh for v in arrays if v is not None] + [
+            jax.sharding.get_abstract_mesh()]:
+        if mesh.explicit_axes:
+            return mesh
+    return None
+
+
+def _auto_axes(mesh, solve, *args):
+    """Runs ``solve`` (ott-jax) with the mesh axes of explicitly sharded inputs made Auto.
+
+    ott-jax is written for Auto sharding: on Explicit axes its solver loops and implicit
+    differentiation fail JAX's sharding-in-types checks even on replicated inputs. The inputs
+    are gathered beforehand; the float outputs come back replicated. The backward pass (ott's
+    implicit differentiation, traced after the forward one) is run in the Auto context too.
+    """
+    if mesh is None:
+        return solve(*args)
+    auto = functools.partial(jax.sharding.auto_axes, out_sharding=jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec()))
+
+    @jax.custom_vjp
+    def run(*args):
+        return auto(solve)(*args)
+
+    def fwd(*args):
+        return auto(lambda *v: jax.vjp(solve, *v))(*args)
+
+    def bwd(vjp, ct):
+        return auto(lambda vjp, ct: vjp(ct))(vjp, ct)
+
+    run.defvjp(fwd, bwd)
+    return run(*args)
+
+
 def _cost_fn(fn: str, cost: str):
     if not isinstance(cost, str) or cost not in _COSTS:
         raise ValueError(f"{fn}: cost must be one of {list(_COSTS)}, got {cost!r}")
@@ -301,26 +337,39 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     C.check_probabilities(fn, "a", a, -1)
     C.check_probabilities(fn, "b", b, -1)
     eps = _epsilon(fn, epsilon, x.dtype)
+    mesh = _explicit_mesh(x, y, a, b)
     x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
     ott = _ott()
-    with jax.default_matmul_precision("highest"):
-        geom_args = dict(cost_fn=cost_fn, batch_size=batch_size)
-        min_iterations = 0
-        if epsilon_init > 1:  # no error checks before the schedule reaches epsilon
-            target = eps if eps is not None else ott.pointcloud.PointCloud(x, y,
-                                                                           **geom_args).epsilon
-            eps = ott.epsilon_scheduler.Epsilon(target, init=epsilon_init, decay=epsilon_decay)
-            min_iterations = int(np.ceil(np.log(epsilon_init) / -np.log(epsilon_decay)))
-        geom = ott.pointcloud.PointCloud(x, y, epsilon=eps, **geom_args)
-        out = ott.linear.solve(geom, a=a, b=b, threshold=threshold,
-                               max_iterations=max_iterations, inner_iterations=inner_iterations,
-                               min_iterations=min_iterations, anderson=anderson_acc,
-                               implicit_diff=ott.implicit, momentum=momentum_acc,
-                               initializer=init)
-        eps_used = jnp.asarray(geom.epsilon, x.dtype)
-        tc = _transport_cost(x, y, out.f, out.g, eps_used, cost_fn, batch_size)
-    return SinkhornResult(reg_cost=out.reg_ot_cost.astype(dtype), transport_cost=tc.astype(dtype),
-                          converged=out.converged, iterations=out.n_iters, f=out.f, g=out.g,
+
+    def solve(x, y, a, b, eps_):
+        with jax.default_matmul_precision("highest"):
+            geom_args = dict(cost_fn=cost_fn, batch_size=batch_size)
+            min_iterations = 0
+            if epsilon_init > 1:  # no error checks before the schedule reaches epsilon
+                target = eps_ if eps_ is not None else ott.pointcloud.PointCloud(
+                    x, y, **geom_args).epsilon
+                eps_ = ott.epsilon_scheduler.Epsilon(target, init=epsilon_init,
+                                                     decay=epsilon_decay)
+                min_iterations = int(np.ceil(np.log(epsilon_init) / -np.log(epsilon_decay)))
+            geom = ott.pointcloud.PointCloud(x, y, epsilon=eps_, **geom_args)
+            out = ott.linear.solve(geom, a=a, b=b, threshold=threshold,
+                                   max_iterations=max_iterations,
+                                   inner_iterations=inner_iterations,
+                                   min_iterations=min_iterations, anderson=anderson_acc,
+                                   implicit_diff=ott.implicit, momentum=momentum_acc,
+                                   initializer=init)
+            eps_used = jnp.asarray(geom.epsilon, x.dtype)
+            tc = _transport_cost(x, y, out.f, out.g, eps_used, cost_fn, batch_size)
+        status = jnp.stack([out.converged, out.n_iters]).astype(x.dtype)  # floats: see below
+        return out.reg_ot_cost, tc, out.f, out.g, eps_used, status
+
+    if eps is None:
+        eps = jnp.full((), np.nan, x.dtype)  # an array in every case, for _auto_axes
+        solve = functools.partial(lambda solve, *v: solve(*v[:4], None), solve)
+    reg, tc, f, g, eps_used, status = _auto_axes(mesh, solve, x, y, a, b, eps)
+    converged, iterations = status[0] > 0, status[1].astype(jnp.int32)
+    return SinkhornResult(reg_cost=reg.astype(dtype), transport_cost=tc.astype(dtype),
+                          converged=converged, iterations=iterations, f=f, g=g,
                           x=x, y=y, epsilon=eps_used, cost=cost)
 
 
@@ -365,12 +414,20 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     C.check_probabilities(fn, "a", a, -1)
     C.check_probabilities(fn, "b", b, -1)
     eps = _epsilon(fn, epsilon, x.dtype)
+    mesh = _explicit_mesh(x, y, a, b)
     x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
     ott = _ott()
-    with jax.default_matmul_precision("highest"):
-        div, _ = ott.sinkhorn_divergence.sinkhorn_divergence(
-            ott.pointcloud.PointCloud, x, y, a=a, b=b, cost_fn=cost_fn, epsilon=eps,
-            batch_size=batch_size,
-            solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
-                              implicit_diff=ott.implicit))
-    return div.astype(dtype)
+
+    def divergence(x, y, a, b, eps):
+        with jax.default_matmul_precision("highest"):
+            div, _ = ott.sinkhorn_divergence.sinkhorn_divergence(
+                ott.pointcloud.PointCloud, x, y, a=a, b=b, cost_fn=cost_fn, epsilon=eps,
+                batch_size=batch_size,
+                solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
+                                  implicit_diff=ott.implicit))
+        return div
+
+    if eps is None:
+        eps = jnp.full((), np.nan, x.dtype)  # an array in every case, for _auto_axes
+        divergence = functools.partial(lambda div, *v: div(*v[:4], None), divergence)
+    return _auto_axes(mesh, divergence, x, y, a, b, eps).astype(dtype)

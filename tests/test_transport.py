@@ -2,6 +2,9 @@
 
 import dataclasses
 import functools
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +15,7 @@ from jax.experimental import checkify
 from scipy.special import logsumexp
 
 from jaxdiv._checks import checked
-from jaxdiv.transport import SinkhornResult, sinkhorn, sinkhorn_divergence
+from jaxdiv.transport import SinkhornResult, _ott, sinkhorn, sinkhorn_divergence
 
 TIGHT = dict(threshold=1e-9)
 OPTIONS = ("cost", "max_iterations", "inner_iterations", "batch_size", "anderson", "momentum",
@@ -63,7 +66,15 @@ def reg_cost_ref(P, M, a, b, eps):
 # ott-jax compatibility shim and online mode
 
 
-def test_shim_provides_is_vmappable_to_ott():
+def test_import_is_lazy_and_shim_provides_is_vmappable_to_ott():
+    # `import jaxdiv` imports neither ott-jax nor its dependencies: the first transport call does
+    code = ("import sys, jaxdiv; bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('ott', 'lineax', 'jaxopt')]; assert not bad, bad")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    _ott()  # the cached loader: imports ott once and applies the shims
     import ott.utils
 
     assert callable(ott.utils.batching.is_vmappable)
