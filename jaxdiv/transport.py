@@ -177,18 +177,27 @@ def _plan_block(f, g, c, eps):
     return jnp.where(mask, jnp.exp(safe(mask, z, 0.0)), 0)
 
 
+def _cost_matrix(x, y, cost_fn):
+    """The cost matrix exactly as ott-jax's dense PointCloud computes it (for the squared
+    Euclidean cost, |x|^2 + |y|^2 - 2 x.y by one matmul); call under HIGHEST precision."""
+    return _ott().pointcloud.PointCloud(x, y, cost_fn=cost_fn).cost_matrix
+
+
 def _transport_cost(x, y, f, g, eps, cost_fn, batch_size):
-    """<P, C> without materialising P when ``batch_size`` is set (rows in blocks)."""
-    if batch_size is None:
-        c = cost_fn.all_pairs(x, y)
+    """<P, C> in one fused pass over the cost; [batch_size, m] tiles of rows when online."""
+    if batch_size is None or batch_size >= x.shape[0]:
+        c = _cost_matrix(x, y, cost_fn)
         return jnp.sum(_plan_block(f, g, c, eps) * c)
+    n, nb = x.shape[0], -(-x.shape[0] // batch_size)
+    pad = nb * batch_size - n  # padded rows get f = -inf: no mass
+    xb = jnp.pad(x, ((0, pad), (0, 0))).reshape(nb, batch_size, x.shape[1])
+    fb = jnp.pad(f, (0, pad), constant_values=-np.inf).reshape(nb, batch_size)
 
-    def row(xf):
-        xi, fi = xf
-        c = cost_fn.all_pairs(xi[None], y)
-        return jnp.sum(_plan_block(fi[None], g, c, eps) * c)
+    def tile(args):
+        c = _cost_matrix(args[0], y, cost_fn)
+        return jnp.sum(_plan_block(args[1], g, c, eps) * c)
 
-    return jnp.sum(lax.map(row, (x, f), batch_size=batch_size))
+    return jnp.sum(lax.map(tile, (xb, fb)))
 
 
 @jax.tree_util.register_dataclass
@@ -219,7 +228,7 @@ class SinkhornResult:
         Materialises ``n * m`` entries: for small problems only.
         """
         with jax.default_matmul_precision("highest"):
-            c = _ott().costs[self.cost]().all_pairs(self.x, self.y)
+            c = _cost_matrix(self.x, self.y, _ott().costs[self.cost]())
             return _plan_block(self.f, self.g, c, self.epsilon)
 
 

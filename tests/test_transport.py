@@ -106,6 +106,22 @@ def test_online_float32_and_divergence():
                                rtol=1e-5)
 
 
+def test_divergence_of_nearby_clouds_float32_matches_float64():
+    # Precision policy: S is ~80x smaller than its three terms (OT_eps ~ 1.5 each), so a 1e-3
+    # relative error in the cost matrix (TF32 matmuls on NVIDIA GPUs) would show as ~1e-1
+    # here. Full float32 keeps the float32 result within 1e-5 of float64, dense and online.
+    r = np.random.default_rng(0)
+    x = r.normal(size=(64, 3))
+    y = x + 0.1 * r.normal(size=(64, 3)) + 0.1
+    ref = DIV(x, y, epsilon=0.5, threshold=1e-12)
+    assert ref < 0.03 * SOLVE(x, y, epsilon=0.5, threshold=1e-12).reg_cost
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    for batch_size in (None, 16):
+        out = DIV(x32, y32, epsilon=0.5, threshold=1e-7, batch_size=batch_size)
+        assert out.dtype == jnp.float32
+        np.testing.assert_allclose(out, ref, rtol=1e-5, err_msg=f"batch_size={batch_size}")
+
+
 # --------------------------------------------------------------------------------------------
 # sinkhorn
 
