@@ -251,17 +251,16 @@ def _pair_sum(phi, x, y, theta, *, diagonal, exclude_diagonal, block):
     tile's value and gradient in the same pass (the tile is never stored for the backward
     pass): memory O(block * m + (n + m) d) for the value and for the gradient.
     """
-    n, m = x.shape[0], y.shape[0]
+    n = x.shape[0]
     nb = -(-n // block)
     pad = nb * block - n
     idx = np.arange(nb * block).reshape(nb, block)
 
     def tile(xb, ib, y, theta):
-        d2 = _sqdist_block(xb, y, ib, diagonal)
-        keep = (ib < n)[:, None]
-        if exclude_diagonal:
-            keep = keep & (ib[:, None] != jnp.arange(m)[None, :])
-        return jnp.sum(jnp.where(keep, phi(d2, theta), 0))
+        vals = phi(_sqdist_block(xb, y, ib, diagonal), theta)
+        if pad:  # padded rows of the last tile
+            vals = jnp.where((ib < n)[:, None], vals, 0)
+        return jnp.sum(vals)
 
     def blocks(x):
         return jnp.pad(x, ((0, pad), (0, 0))).reshape(nb, block, x.shape[1])
@@ -269,24 +268,38 @@ def _pair_sum(phi, x, y, theta, *, diagonal, exclude_diagonal, block):
     @jax.custom_vjp
     def total(x, y, theta):
         if nb == 1:
-            return tile(blocks(x)[0], idx[0], y, theta)
+            return tile(x, idx[0], y, theta)
         return jnp.sum(lax.map(lambda a: tile(a[0], a[1], y, theta), (blocks(x), idx)))
 
-    def fwd(x, y, theta):
-        def step(carry, a):
-            v, (gx, gy, gt) = jax.value_and_grad(tile, (0, 2, 3))(a[0], a[1], y, theta)
-            return (carry[0] + v, carry[1] + gy, carry[2] + gt), gx
+    def tile_grads(xb, ib, y, theta):
+        if diagonal:  # x is y: the tile's share of the gradient in y is the mirror image of
+            v, (gx, gt) = jax.value_and_grad(tile, (0, 3))(xb, ib, y, theta)  # the one in x
+            return v, (gx, jnp.zeros_like(y), gt)
+        return jax.value_and_grad(tile, (0, 2, 3))(xb, ib, y, theta)
 
-        init = (jnp.zeros((), x.dtype), jnp.zeros_like(y), jnp.zeros_like(theta))
-        (v, gy, gt), gx = lax.scan(step, init, (blocks(x), idx))
-        return v, (gx.reshape(-1, x.shape[1])[:n], gy, gt)
+    def fwd(x, y, theta):
+        if nb == 1:
+            v, (gx, gy, gt) = tile_grads(x, idx[0], y, theta)
+        else:
+            def step(carry, a):
+                v, (gx, gy, gt) = tile_grads(a[0], a[1], y, theta)
+                return (carry[0] + v, carry[1] + gy, carry[2] + gt), gx
+
+            init = (jnp.zeros((), x.dtype), jnp.zeros_like(y), jnp.zeros_like(theta))
+            (v, gy, gt), gx = lax.scan(step, init, (blocks(x), idx))
+            gx = gx.reshape(-1, x.shape[1])[:n]
+        # symmetric kernel matrix: d/dy of sum_ij phi(|x_i - y_j|^2) at y = x equals d/dx
+        return v, (gx, gx if diagonal else gy, gt)
 
     def bwd(res, ct):
         gx, gy, gt = res
         return ct * gx, ct * gy, ct * gt
 
     total.defvjp(fwd, bwd)
-    return total(x, y, theta)
+    out = total(x, y, theta)
+    if exclude_diagonal:  # the diagonal's squared distances are exactly 0
+        out = out - n * phi(jnp.zeros((), x.dtype), theta)
+    return out
 
 
 def _sqrt0(d2):
@@ -370,9 +383,9 @@ def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] 
         block = _block_rows(fn, batch_size, u.shape[0], v.shape[0])
         return _pair_sum(phi, u, v, sigma, diagonal=same, exclude_diagonal=same, block=block)
 
-    kxx = pair_sum(x, x, True) / (n * (n - 1))
-    kyy = pair_sum(y, y, True) / (m * (m - 1))
-    return (kxx + kyy - 2 * pair_sum(x, y, False) / (n * m)).astype(dtype)
+    kxx = pair_sum(x, x, True) / float(n * (n - 1))
+    kyy = pair_sum(y, y, True) / float(m * (m - 1))
+    return (kxx + kyy - 2 * pair_sum(x, y, False) / float(n * m)).astype(dtype)
 
 
 def energy_distance(x: ArrayLike, y: ArrayLike, *, batch_size: int | None = None) -> jax.Array:
@@ -413,7 +426,7 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, batch_size: int | None = None
         block = _block_rows(fn, batch_size, u.shape[0], v.shape[0])
         s = _pair_sum(lambda d2, _: _sqrt0(d2), u, v, zero, diagonal=same,
                       exclude_diagonal=False, block=block)
-        return s / (u.shape[0] * v.shape[0])
+        return s / float(u.shape[0] * v.shape[0])
 
     e = 2 * mean_dist(x, y, False) - mean_dist(x, x, True) - mean_dist(y, y, True)
     e = jnp.where(inf_x | inf_y, jnp.where(inf_x & inf_y, np.nan, np.inf), e)

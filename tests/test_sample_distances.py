@@ -189,3 +189,113 @@ def test_mmd_and_energy_of_nearby_clouds_float32_matches_float64():
         out = f(x32, y32)
         assert out.dtype == jnp.float32
         np.testing.assert_allclose(out, ref, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Tiles, gradients and boundaries
+
+
+@pytest.mark.parametrize("batch_size", [None, 8], ids=["one-tile", "tiles-with-padding"])
+def test_mmd_and_energy_gradients_match_finite_differences(batch_size):
+    x, y = clouds(30, n=30, m=25, d=3, shift=0.5)
+    f_mmd = jax.jit(jax.value_and_grad(lambda x, y, s, **kw: mmd(x, y, bandwidth=s, **kw),
+                                       (0, 1, 2)), static_argnames=("kernel", "batch_size"))
+    f_e = jax.jit(jax.value_and_grad(energy_distance, (0, 1)), static_argnames="batch_size")
+
+    def energy_ref(x, y):
+        return 2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean()
+
+    def fd(fun, args, i, h=1e-6):  # central differences of the numpy reference in argument i
+        g = np.zeros_like(args[i])
+        for k in np.ndindex(g.shape):
+            up, dn = [np.array(a, float) for a in args], [np.array(a, float) for a in args]
+            up[i][k] += h
+            dn[i][k] -= h
+            g[k] = (fun(*up) - fun(*dn)) / (2 * h)
+        return g
+
+    for kernel in ("gaussian", "laplacian"):
+        ref = lambda x, y, s, kernel=kernel: mmd_ref(x, y, kernel, float(s))
+        v, grads = f_mmd(x, y, 0.7, kernel=kernel, batch_size=batch_size)
+        np.testing.assert_allclose(v, ref(x, y, 0.7), rtol=1e-10)
+        for i, g in enumerate(grads):
+            np.testing.assert_allclose(g, fd(ref, (x, y, np.array(0.7)), i), rtol=1e-6,
+                                       atol=1e-9, err_msg=f"{kernel} argument {i}")
+    v, grads = f_e(x, y, batch_size=batch_size)
+    np.testing.assert_allclose(v, energy_ref(x, y), rtol=1e-10)
+    for i, g in enumerate(grads):
+        np.testing.assert_allclose(g, fd(energy_ref, (x, y), i), rtol=1e-6, atol=1e-9)
+    # coincident clouds: every distance x_i - x_i is exactly 0, so E is 0 up to the rounding
+    # of its sums (atol), and E(x, .) is minimal at x: zero gradient
+    v, (gx, gy) = f_e(x, x, batch_size=batch_size)
+    np.testing.assert_allclose(v, 0.0, atol=1e-14)
+    np.testing.assert_allclose(gx, 0.0, atol=1e-14)
+    np.testing.assert_allclose(gy, 0.0, atol=1e-14)
+
+
+def test_median_bandwidth_from_a_fixed_subsample():
+    # Beyond 1024 pooled points the heuristic uses 1024 of them, evenly spaced (documented)
+    x, y = clouds(31, n=900, m=700, d=2)
+    z = np.concatenate([x, y])
+    sub = z[np.round(np.linspace(0, len(z) - 1, 1024)).astype(int)]
+    sigma = np.median(pdist(sub))
+    np.testing.assert_allclose(jax.jit(mmd)(x, y), mmd_ref(x, y, "gaussian", sigma), rtol=1e-9)
+
+
+def test_infinite_samples_follow_scipy():
+    r = np.random.default_rng(32)
+    u, v = r.normal(size=8), r.normal(size=6)
+    ui = np.r_[u, np.inf]
+    # one sample infinite, the other finite: +inf, as scipy; both infinite: inf - inf = NaN
+    assert wasserstein_1d(ui, v) == st.wasserstein_distance(ui, v) == np.inf
+    assert energy_distance(ui[:, None], v[:, None]) == np.inf
+    assert st.energy_distance(ui, v) == np.inf
+    assert np.isnan(wasserstein_1d(ui, np.r_[v, np.inf]))
+    assert np.isnan(energy_distance(ui[:, None], np.r_[v, np.inf][:, None]))
+    assert np.isnan(energy_distance(np.r_[u, np.nan][:, None], v[:, None]))
+
+
+def test_wasserstein_p_infinity_and_large_p():
+    r = np.random.default_rng(33)
+    x, y = r.normal(size=12), 1.3 * r.normal(size=9) + 0.2
+    u, v = r.uniform(0.2, 1.0, 12), r.uniform(0.2, 1.0, 9)
+    # W_inf: the largest quantile difference, on a grid of levels strictly inside every
+    # interval of the merged CDFs
+    cu, cv = np.cumsum(u[np.argsort(x)]) / u.sum(), np.cumsum(v[np.argsort(y)]) / v.sum()
+    levels = np.unique(np.r_[0.0, cu, cv])
+    t = (levels[:-1] + levels[1:]) / 2
+    qx = np.sort(x)[np.minimum(np.searchsorted(cu, t), 11)]
+    qy = np.sort(y)[np.minimum(np.searchsorted(cv, t), 8)]
+    w_inf = np.max(np.abs(qx - qy))
+    np.testing.assert_allclose(W1(x, y, p=np.inf, x_weights=u, y_weights=v), w_inf, rtol=1e-12)
+    np.testing.assert_allclose(W1(x, x + 5.0, p=np.inf), 5.0, rtol=1e-12)
+    # large p: no underflow (the shift case gave 0 at p = 1100); against the quantile integral
+    # on the same grid (the LP solvers lose such costs to their tolerances), and towards W_inf
+    np.testing.assert_allclose(W1(x, x + 0.5, p=1100), 0.5, rtol=1e-12)
+    for p in (3, 300):
+        ref = w_inf * np.sum(np.diff(levels) * (np.abs(qx - qy) / w_inf) ** p) ** (1 / p)
+        np.testing.assert_allclose(W1(x, y, p=p, x_weights=u, y_weights=v), ref, rtol=1e-10)
+    assert abs(W1(x, y, p=2000, x_weights=u, y_weights=v) - w_inf) < 2e-3 * w_inf
+    # sliced: the largest W_inf over the directions
+    key, xs = jax.random.key(3), r.normal(size=(10, 2))
+    shift = np.array([0.3, -0.4])
+    theta = np.array(jax.random.normal(key, (20, 2)), float)
+    theta /= np.linalg.norm(theta, axis=1, keepdims=True)
+    np.testing.assert_allclose(sliced_wasserstein(key, xs, xs + shift, num_projections=20,
+                                                  p=np.inf), np.abs(theta @ shift).max(),
+                               rtol=1e-12)
+
+
+def test_wasserstein_zero_gradient_at_zero_and_zero_weights():
+    r = np.random.default_rng(34)
+    x, w = r.normal(size=7), r.uniform(0.5, 1.0, 7)
+    grad = jax.jit(jax.grad(wasserstein_1d, argnums=(0, 1)), static_argnames="p")
+    for p in (1, 2, np.inf):  # W = 0: the gradient is taken as 0 (p = 1 included)
+        for g in grad(x, x[::-1], p=p):
+            np.testing.assert_array_equal(g, 0.0)
+    gw = jax.grad(lambda w: wasserstein_1d(x, x, x_weights=w, y_weights=w))(w)
+    np.testing.assert_array_equal(gw, 0.0)
+    # all-zero weights: no distribution; NaN, and reported under jaxdiv.checked
+    assert np.isnan(wasserstein_1d(x, x + 1, x_weights=np.zeros(7)))
+    with pytest.raises(checkify.JaxRuntimeError, match="x_weights sums to 0"):
+        checked(wasserstein_1d)(x, x + 1, x_weights=np.zeros(7))
