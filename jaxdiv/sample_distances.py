@@ -227,21 +227,18 @@ def _block_rows(fn, batch_size, n, m):
     return min(int(batch_size), n)
 
 
-def _sqdist_block(xb, y, ib, diagonal):
-    """Squared distances [B, m] of the rows ``xb`` (global indices ``ib``) to ``y``.
+def _sqdist_block(xb, y):
+    """Squared distances [B, m] of the rows ``xb`` to ``y``.
 
     The matmul form at full precision, clamped at 0; a pair closer than its rounding floor
-    (a few ulps of |x_i|^2 + |y_j|^2, the form's resolution) is coincident: exactly 0, and
-    with ``diagonal`` (x is y) so is every self-distance.
+    2 (d + 2) eps (|x_i|^2 + |y_j|^2), twice the form's worst-case rounding error, is coincident:
+    exactly 0. So is every self-distance |x_i - x_i|, whatever the rounding.
     """
     nx, ny = jnp.sum(xb * xb, axis=1), jnp.sum(y * y, axis=1)
     scale = nx[:, None] + ny[None, :]
     d2 = scale - 2 * lax.dot_general(xb, y, (((1,), (1,)), ((), ())), precision=HIGHEST)
     floor = 2 * (xb.shape[1] + 2) * jnp.finfo(d2.dtype).eps * scale
-    zero = d2 <= floor
-    if diagonal:
-        zero = zero | (ib[:, None] == jnp.arange(y.shape[0])[None, :])
-    return jnp.where(zero, 0, d2)
+    return jnp.where(d2 <= floor, 0, d2)
 
 
 def _pair_sum(phi, x, y, theta, *, diagonal, exclude_diagonal, block):
@@ -257,7 +254,7 @@ def _pair_sum(phi, x, y, theta, *, diagonal, exclude_diagonal, block):
     idx = np.arange(nb * block).reshape(nb, block)
 
     def tile(xb, ib, y, theta):
-        vals = phi(_sqdist_block(xb, y, ib, diagonal), theta)
+        vals = phi(_sqdist_block(xb, y), theta)
         if pad:  # padded rows of the last tile
             vals = jnp.where((ib < n)[:, None], vals, 0)
         return jnp.sum(vals)
@@ -320,7 +317,7 @@ def _median_bandwidth(z):
     k = min(z.shape[0], _MEDIAN_POINTS)
     sub = z[np.round(np.linspace(0, z.shape[0] - 1, k)).astype(int)]
     i, j = np.triu_indices(k, k=1)
-    d = _sqrt0(_sqdist_block(sub, sub, jnp.arange(k), True)[i, j])
+    d = _sqrt0(_sqdist_block(sub, sub)[i, j])
     med = jnp.median(d)
     return lax.stop_gradient(jnp.where(med > 0, med, 1.0))
 
