@@ -414,9 +414,10 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     with :math:`\mathrm{OT}_\varepsilon` the regularised cost of :func:`sinkhorn`
     (``reg_cost``). Non-negative, 0 iff the measures coincide; OT as :math:`\varepsilon \to 0`,
     MMD with kernel :math:`-c` as :math:`\varepsilon \to \infty`. The three terms share one
-    epsilon (None: ``0.05 * std`` of the x-y cost matrix). Differentiable in ``x, y, a, b``
-    (implicit differentiation; the derivative in a zero weight itself is NaN); vmappable over
-    a batch of problems. Full float32 precision, mesh gathering and the ``threshold``
+    epsilon (None: ``0.05 * std`` of the x-y cost matrix). Differentiable in ``x, y``
+    (implicit differentiation) and ``a, b`` (the difference of the dual potentials, each the
+    c-transform of the other side's: finite at zero weights too); vmappable over a batch of
+    problems. Full float32 precision, mesh gathering and the ``threshold``
     semantics as in :func:`sinkhorn`.
 
     Args:
@@ -450,13 +451,32 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     ott = _ott()
 
     def divergence(x, y, a, b, eps):
+        # The weights reach ott as constants; their gradient is the difference of the dual
+        # potentials (Danskin), each the c-transform of the other side's, so it stays finite
+        # at zero weights, where ott's implicit system gives NaN (its f is -inf there).
+        sa, sb = lax.stop_gradient(a), lax.stop_gradient(b)
         with jax.default_matmul_precision("highest"):
-            div, _ = ott.sinkhorn_divergence.sinkhorn_divergence(
-                ott.pointcloud.PointCloud, x, y, a=a, b=b, cost_fn=cost_fn, epsilon=eps,
+            div, out = ott.sinkhorn_divergence.sinkhorn_divergence(
+                ott.pointcloud.PointCloud, x, y, a=sa, b=sb, cost_fn=cost_fn, epsilon=eps,
                 batch_size=batch_size,
                 solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
                                   implicit_diff=ott.implicit))
-        return div
+            (f_xy, g_xy), (_, g_xx), (f_yy, _) = lax.stop_gradient(out.potentials)
+            geom_xy, geom_xx, geom_yy = out.geoms
+
+            def c_transform(geom, f, g, axis):
+                zero_f, zero_g = jnp.zeros_like(f), jnp.zeros_like(g)
+                if axis == 1:  # phi_i = -eps LSE_j((g_j - C_ij) / eps)
+                    return geom.update_potential(zero_f, g, jnp.zeros_like(f), axis=1)
+                return geom.update_potential(f, zero_g, jnp.zeros_like(g), axis=0)
+
+            e = lax.stop_gradient(geom_xy.epsilon) * (jnp.sum(sa) - jnp.sum(sb))
+            grad_a = (c_transform(geom_xy, f_xy, g_xy, 1) - c_transform(geom_xx, g_xx, g_xx, 1)
+                      + e)
+            grad_b = (c_transform(geom_xy, f_xy, g_xy, 0) - c_transform(geom_yy, f_yy, f_yy, 0)
+                      - e)
+        grad_a, grad_b = lax.stop_gradient(grad_a), lax.stop_gradient(grad_b)
+        return div + jnp.vdot(grad_a, a - sa) + jnp.vdot(grad_b, b - sb)
 
     if eps is None:
         eps = jnp.full((), np.nan, x.dtype)  # an array in every case, for _auto_axes
