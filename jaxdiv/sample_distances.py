@@ -342,11 +342,11 @@ def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] 
     (at ``Precision.HIGHEST``, after shifting both samples by their pooled mean, clamped at
     0), over ``[batch_size, m]`` tiles of rows: O((n + m)^2 d) time, O(batch_size * (n + m))
     temporary memory, for the value and for the gradient. Pairs closer than the form's rounding
-    floor (about :math:`\sqrt{(d + 2)\,\epsilon}\,(\|x_i\|^2 + \|y_j\|^2)^{1/2}`) count as
-    coincident: distance exactly 0, and the norm's gradient there is taken as 0. Gradients
-    are reverse mode (``jax.grad``, ``jax.vjp``) in ``x``, ``y`` and ``bandwidth``; forward mode
-    (``jax.jvp``, ``jax.hessian``) is not supported. Samples sharded on a mesh are gathered
-    (every tile needs all of ``y``). NaN in, NaN out.
+    floor, :math:`\sqrt{2 (d + 2)\,\epsilon}\,(\|x_i\|^2 + \|y_j\|^2)^{1/2}` (twice its
+    worst case), count as coincident: distance exactly 0, and the norm's gradient there is
+    taken as 0. Gradients are reverse mode (``jax.grad``, ``jax.vjp``) in ``x``, ``y`` and
+    ``bandwidth``; forward mode (``jax.jvp``, ``jax.hessian``) is not supported. Samples
+    sharded on a mesh are gathered (every tile needs all of ``y``). NaN in, NaN out.
 
     Args:
       x, y: samples ``[n, d]`` and ``[m, d]``, n, m >= 2.
