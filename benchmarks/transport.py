@@ -12,6 +12,7 @@ Command (CPU, about 2-3 minutes on 2 cores, most of it POT)::
 
     python -m benchmarks.transport
     python -m benchmarks.transport --sections overhead kernels
+    python -m benchmarks.transport --sections convergence   # ~25 min on a loaded 2-core CPU
     python -m benchmarks.transport --sizes 16384 --epsilon 0.01 --skip-pot --online-size 65536
 
 The second form is for a GPU: dense n = 16384 without POT, and an online (``batch_size``) solve
@@ -234,6 +235,40 @@ def kernel_rows(args):
     return rows
 
 
+def convergence_rows(args):
+    """Issue 13, point 3: what threshold 1e-3 means for <P, C>, against a tight float64 solve.
+
+    x ~ N(0, I2), y ~ 0.8 N(0, I2) + 1, eps = --conv-epsilon; marginal errors recomputed in
+    float64 from the returned potentials. The reference needs float64 (jax_enable_x64).
+    """
+    n, eps = args.conv_size, args.conv_epsilon
+    x, y = _clouds(n, args.seed)
+    cost = ((x[:, None] - y[None]) ** 2).sum(-1)
+
+    def run(dtype, threshold, options, max_iterations):
+        solve = jax.jit(lambda x, y: sinkhorn(x, y, epsilon=eps, threshold=threshold,
+                                              max_iterations=max_iterations, **options))
+        out = solve(jnp.asarray(x, dtype), jnp.asarray(y, dtype))
+        f, g = (np.asarray(v, np.float64) for v in (out.f, out.g))
+        with np.errstate(over="ignore", invalid="ignore"):
+            plan = np.exp((f[:, None] + g[None] - cost) / eps)
+        return (float(out.transport_cost), int(out.iterations), bool(out.converged),
+                np.abs(plan.sum(1) - 1 / n).sum(), np.abs(plan.sum(0) - 1 / n).sum(),
+                float(out.reg_cost))
+
+    ref = run(jnp.float64, 1e-9, ACCELERATED, args.conv_reference_iterations)
+    rows = [("reference", "gaussian init + adaptive momentum", "float64", ref[1], f"{ref[0]:.7f}",
+             "-", f"{ref[3]:.1e}", f"{ref[4]:.1e}", f"{ref[5]:.7f}")]
+    for threshold in (1e-3, 1e-4, 1e-5):
+        for name, options in (("ott defaults", {}), ("gaussian init + adaptive momentum",
+                                                     ACCELERATED)):
+            tc, it, conv, ea, eb, reg = run(jnp.float32, threshold, options, 20000)
+            rows.append((threshold, name + ("" if conv else " NOT CONVERGED"), "float32", it,
+                         f"{tc:.7f}", f"{(tc - ref[0]) / ref[0]:+.1e}", f"{ea:.1e}", f"{eb:.1e}",
+                         f"{reg:.7f}"))
+    return rows
+
+
 def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -254,7 +289,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (overhead, kernels)")
     p.add_argument("--sections", nargs="+", default=["sinkhorn", "w1", "overhead", "kernels"],
-                   choices=["sinkhorn", "w1", "overhead", "kernels"])
+                   choices=["sinkhorn", "w1", "overhead", "kernels", "convergence"])
+    p.add_argument("--conv-size", type=int, default=1024)
+    p.add_argument("--conv-epsilon", type=float, default=0.01)
+    p.add_argument("--conv-reference-iterations", type=int, default=100_000)
     args = p.parse_args(argv)
     start = time.perf_counter()
 
@@ -282,6 +320,11 @@ def main(argv=None):
                       "speed-up (wall)", "jaxdiv CPU ms (median)", "matmul form CPU ms",
                       "speed-up (CPU)", "jaxdiv temp MiB", "matmul form temp MiB"],
                      kernel_rows(args)))
+    if "convergence" in args.sections:
+        jax.config.update("jax_enable_x64", True)
+        print()
+        print(_table(["threshold", "method", "dtype", "iterations", "<P, C>", "rel. error",
+                      "L1 err a", "L1 err b", "reg_cost"], convergence_rows(args)))
     if args.w1_size and "w1" in args.sections:
         print()
         print(_table(["problem", "method", "compile s", "steady s", "W1", "rel. diff",
