@@ -4,9 +4,15 @@ Question: how much faster is ``jaxdiv.sinkhorn`` (ott-jax underneath) than POT's
 Sinkhorn at the same absolute epsilon and threshold, with and without ott-jax's accelerations,
 and at what accuracy? How does ``wasserstein_1d`` compare with ``scipy.stats.wasserstein_distance``?
 
+Also: ``jaxdiv.sinkhorn`` against raw ott-jax at the same settings (its overhead), and ``mmd`` /
+``energy_distance`` against the plain matmul form (|x|^2 + |y|^2 - 2 x.y at full precision,
+clamped at 0), value and gradient, with the compiled temporary memory.
+
 Command (CPU, about 2-3 minutes on 2 cores, most of it POT)::
 
     python -m benchmarks.transport
+    python -m benchmarks.transport --sections overhead kernels
+    python -m benchmarks.transport --sections convergence   # ~25 min on a loaded 2-core CPU
     python -m benchmarks.transport --sizes 16384 --epsilon 0.01 --skip-pot --online-size 65536
 
 The second form is for a GPU: dense n = 16384 without POT, and an online (``batch_size``) solve
@@ -29,6 +35,7 @@ import argparse
 import datetime
 import os
 import platform
+import statistics
 import time
 
 import jax
@@ -38,8 +45,9 @@ import ot
 import scipy
 import scipy.stats
 
+import jaxdiv
 from jaxdiv.sample_distances import wasserstein_1d
-from jaxdiv.transport import sinkhorn
+from jaxdiv.transport import _ott, sinkhorn
 
 ACCELERATED = dict(initializer="gaussian", momentum="adaptive")
 
@@ -139,6 +147,128 @@ def wasserstein_rows(n, args):
     return rows
 
 
+def _interleaved(fns, args, rounds):
+    """Best wall time and median process CPU time of each of ``fns``, called in turn."""
+    for f in fns.values():
+        jax.block_until_ready(f(*args))
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            jax.block_until_ready(f(*args))
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {k: (min(wall[k]), statistics.median(cpu[k])) for k in fns}
+
+
+def overhead_rows(args):
+    """jaxdiv.sinkhorn against raw ott-jax: n = 1000, eps = 0.05, 150 iterations, float32."""
+    n = 1000
+    x, y = (jnp.asarray(c, jnp.float32) for c in _clouds(n, args.seed))
+    ott = _ott()
+    settings = dict(threshold=1e-12, max_iterations=150)  # never converges: 150 iterations
+
+    def raw(x, y):
+        with jax.default_matmul_precision("highest"):
+            geom = ott.pointcloud.PointCloud(x, y, epsilon=0.05)
+            return ott.linear.solve(geom, **settings)
+
+    fns = {"raw ott-jax (linear.solve, whole output)": jax.jit(raw),
+           "jaxdiv.sinkhorn (whole SinkhornResult)": jax.jit(
+               lambda x, y: sinkhorn(x, y, epsilon=0.05, **settings))}
+    times = _interleaved(fns, (x, y), args.rounds)
+    base = times["raw ott-jax (linear.solve, whole output)"]
+    return [(f"n=m={n}, eps 0.05, 150 iterations", k, f"{1e3 * w:.1f}", f"{w / base[0]:.3f}",
+             f"{1e3 * c:.1f}", f"{c / base[1]:.3f}") for k, (w, c) in times.items()]
+
+
+def _sqdist(x, y):
+    hi = jax.lax.Precision.HIGHEST
+    d2 = jnp.sum(x * x, 1)[:, None] + jnp.sum(y * y, 1)[None] - 2 * jnp.matmul(x, y.T,
+                                                                             precision=hi)
+    return jnp.maximum(d2, 0)
+
+
+def _mmd_matmul(x, y):
+    n, m = len(x), len(y)
+    k = lambda u, v: jnp.exp(-_sqdist(u, v) / 2)  # bandwidth 1
+    kxx, kyy = k(x, x), k(y, y)
+    return ((kxx.sum() - jnp.trace(kxx)) / (n * (n - 1))
+            + (kyy.sum() - jnp.trace(kyy)) / (m * (m - 1)) - 2 * k(x, y).mean())
+
+
+def _energy_matmul(x, y):
+    def dist(u, v):
+        d2 = _sqdist(u, v)
+        pos = d2 > 0
+        return jnp.where(pos, jnp.sqrt(jnp.where(pos, d2, 1)), 0)
+    return 2 * dist(x, y).mean() - dist(x, x).mean() - dist(y, y).mean()
+
+
+def kernel_rows(args):
+    """mmd and energy_distance against the plain matmul form, n = m = 2048, d = 32."""
+    n, d = 2048, 32
+    r = np.random.default_rng(args.seed)
+    x = jnp.asarray(r.normal(size=(n, d)), jnp.float32)
+    y = jnp.asarray(r.normal(size=(n, d)) + 0.1, jnp.float32)
+    mmd1 = lambda x, y: jaxdiv.mmd(x, y, bandwidth=1.0)
+    rows = []
+    for q, mine, plain in (("mmd value", mmd1, _mmd_matmul),
+                           ("mmd gradient", jax.grad(mmd1, (0, 1)), jax.grad(_mmd_matmul, (0, 1))),
+                           ("energy value", jaxdiv.energy_distance, _energy_matmul),
+                           ("energy gradient", jax.grad(jaxdiv.energy_distance, (0, 1)),
+                            jax.grad(_energy_matmul, (0, 1)))):
+        fns = {"jaxdiv": jax.jit(mine), "matmul form": jax.jit(plain)}
+        mem = {k: f.lower(x, y).compile().memory_analysis().temp_size_in_bytes / 2**20
+               for k, f in fns.items()}
+        t = _interleaved(fns, (x, y), args.rounds)
+        (wj, cj), (wm, cm) = t["jaxdiv"], t["matmul form"]
+        rows.append((f"{q}, n=m={n}, d={d}", f"{1e3 * wj:.1f}", f"{1e3 * wm:.1f}",
+                     f"{wm / wj:.2f}x", f"{1e3 * cj:.1f}", f"{1e3 * cm:.1f}", f"{cm / cj:.2f}x",
+                     f"{mem['jaxdiv']:.0f}", f"{mem['matmul form']:.0f}"))
+    big = jax.ShapeDtypeStruct((65536, d), jnp.float32)
+    for q, f in (("mmd gradient", jax.grad(lambda x, y: jaxdiv.mmd(x, y), (0, 1))),
+                 ("energy gradient", jax.grad(jaxdiv.energy_distance, (0, 1)))):
+        temp = jax.jit(f).lower(big, big).compile().memory_analysis().temp_size_in_bytes
+        rows.append((f"{q}, n=m=65536, d={d} (compiled only)", "-", "-", "-", "-", "-", "-",
+                     f"{temp / 2**20:.0f}", f"{65536**2 * 4 * 3 / 2**30:.0f} GiB (3 matrices)"))
+    return rows
+
+
+def convergence_rows(args):
+    """Issue 13, point 3: what threshold 1e-3 means for <P, C>, against a tight float64 solve.
+
+    x ~ N(0, I2), y ~ 0.8 N(0, I2) + 1, eps = --conv-epsilon; marginal errors recomputed in
+    float64 from the returned potentials. The reference needs float64 (jax_enable_x64).
+    """
+    n, eps = args.conv_size, args.conv_epsilon
+    x, y = _clouds(n, args.seed)
+    cost = ((x[:, None] - y[None]) ** 2).sum(-1)
+
+    def run(dtype, threshold, options, max_iterations):
+        solve = jax.jit(lambda x, y: sinkhorn(x, y, epsilon=eps, threshold=threshold,
+                                              max_iterations=max_iterations, **options))
+        out = solve(jnp.asarray(x, dtype), jnp.asarray(y, dtype))
+        f, g = (np.asarray(v, np.float64) for v in (out.f, out.g))
+        with np.errstate(over="ignore", invalid="ignore"):
+            plan = np.exp((f[:, None] + g[None] - cost) / eps)
+        return (float(out.transport_cost), int(out.iterations), bool(out.converged),
+                np.abs(plan.sum(1) - 1 / n).sum(), np.abs(plan.sum(0) - 1 / n).sum(),
+                float(out.reg_cost))
+
+    ref = run(jnp.float64, 1e-9, ACCELERATED, args.conv_reference_iterations)
+    rows = [("reference", "gaussian init + adaptive momentum", "float64", ref[1], f"{ref[0]:.7f}",
+             "-", f"{ref[3]:.1e}", f"{ref[4]:.1e}", f"{ref[5]:.7f}")]
+    for threshold in (1e-3, 1e-4, 1e-5):
+        for name, options in (("ott defaults", {}), ("gaussian init + adaptive momentum",
+                                                     ACCELERATED)):
+            tc, it, conv, ea, eb, reg = run(jnp.float32, threshold, options, 20000)
+            rows.append((threshold, name + ("" if conv else " NOT CONVERGED"), "float32", it,
+                         f"{tc:.7f}", f"{(tc - ref[0]) / ref[0]:+.1e}", f"{ea:.1e}", f"{eb:.1e}",
+                         f"{reg:.7f}"))
+    return rows
+
+
 def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -157,6 +287,12 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--w1-size", type=int, default=1_000_000, help="0: skip wasserstein_1d")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (overhead, kernels)")
+    p.add_argument("--sections", nargs="+", default=["sinkhorn", "w1", "overhead", "kernels"],
+                   choices=["sinkhorn", "w1", "overhead", "kernels", "convergence"])
+    p.add_argument("--conv-size", type=int, default=1024)
+    p.add_argument("--conv-epsilon", type=float, default=0.01)
+    p.add_argument("--conv-reference-iterations", type=int, default=100_000)
     args = p.parse_args(argv)
     start = time.perf_counter()
 
@@ -168,12 +304,28 @@ def main(argv=None):
           f"scipy {scipy.__version__}, numpy {np.__version__}.\n")
     print(f"Sinkhorn: epsilon = {args.epsilon} (absolute), threshold = {args.threshold}, "
           f"d = 2, squared-Euclidean cost, float32 (jaxdiv) vs float64 (POT).\n")
-    rows = [row for n in args.sizes for row in sinkhorn_rows(n, args)]
-    if args.online_size:
-        rows += online_rows(args.online_size, args)
-    print(_table(["problem", "method", "compile s", "steady s", "iterations", "<P, C>",
-                  "rel. diff vs POT", "L1 marginal error", "speed-up vs POT"], rows))
-    if args.w1_size:
+    if "sinkhorn" in args.sections:
+        rows = [row for n in args.sizes for row in sinkhorn_rows(n, args)]
+        if args.online_size:
+            rows += online_rows(args.online_size, args)
+        print(_table(["problem", "method", "compile s", "steady s", "iterations", "<P, C>",
+                      "rel. diff vs POT", "L1 marginal error", "speed-up vs POT"], rows))
+    if "overhead" in args.sections:
+        print()
+        print(_table(["problem", "method", "wall ms (best)", "wall ratio", "CPU ms (median)",
+                      "CPU ratio"], overhead_rows(args)))
+    if "kernels" in args.sections:
+        print()
+        print(_table(["quantity", "jaxdiv wall ms (best)", "matmul form wall ms",
+                      "speed-up (wall)", "jaxdiv CPU ms (median)", "matmul form CPU ms",
+                      "speed-up (CPU)", "jaxdiv temp MiB", "matmul form temp MiB"],
+                     kernel_rows(args)))
+    if "convergence" in args.sections:
+        jax.config.update("jax_enable_x64", True)
+        print()
+        print(_table(["threshold", "method", "dtype", "iterations", "<P, C>", "rel. error",
+                      "L1 err a", "L1 err b", "reg_cost"], convergence_rows(args)))
+    if args.w1_size and "w1" in args.sections:
         print()
         print(_table(["problem", "method", "compile s", "steady s", "W1", "rel. diff",
                       "speed-up vs scipy"], wasserstein_rows(args.w1_size, args)))

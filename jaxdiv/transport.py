@@ -12,68 +12,159 @@ POT's ``reg``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import warnings
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import lineax as _lx
 import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
 from jaxdiv._numerics import safe, uniform_weights
-
-# ott-jax 0.6.0 compatibility, applied once at import (JAX itself is neither patched nor pinned):
-# 1. ott imports jaxopt, which warns that it is unmaintained: that one message is silenced.
-# 2. ott.utils calls jax.interpreters.batching.is_vmappable (in the batched_vmap behind the online
-#    PointCloud, batch_size=), a name JAX 0.10 removed: online mode fails with AttributeError.
-#    As ott-jax's main branch does, ott.utils gets jax._src.interpreters.batching instead, only
-#    when the public module lacks the name.
-# 3. ott differentiates through lineax.NormalCG, deprecated with a warning at every backward
-#    trace: _IMPLICIT passes the same solver spelt lineax.Normal(lineax.CG(...)).
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="JAXopt is no longer maintained",
-                            category=DeprecationWarning)
-    import ott.utils as _ott_utils
-    from ott.geometry import costs as _costs
-    from ott.geometry import epsilon_scheduler as _eps_sched
-    from ott.geometry import pointcloud as _pointcloud
-    from ott.initializers.linear import initializers as _init
-    from ott.solvers import linear as _linear
-    from ott.solvers.linear import acceleration as _accel
-    from ott.solvers.linear import implicit_differentiation as _implicit
-    from ott.tools import sinkhorn_divergence as _sdiv
-
-
-if not hasattr(_ott_utils.batching, "is_vmappable"):
-    try:
-        from jax._src.interpreters import batching as _batching
-
-        _batching.is_vmappable  # noqa: B018
-    except (ImportError, AttributeError):  # pragma: no cover - no custom vmappables: all leaves
-        _batching = types.SimpleNamespace(is_vmappable=lambda _: False)
-    _ott_utils.batching = _batching
-
-
-def _normal_cg(**kwargs):
-    return _lx.Normal(_lx.CG(**kwargs))
-
-
-_IMPLICIT = _implicit.ImplicitDiff(solver_kwargs={"nonsym_solver": _normal_cg})
+from jaxdiv.sample_distances import _replicated
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_divergence"]
 
-_COSTS = {"sqeuclidean": _costs.SqEuclidean, "euclidean": _costs.Euclidean}
+_COSTS = ("euclidean", "sqeuclidean")
 Cost = Literal["sqeuclidean", "euclidean"]
 
 
+@functools.cache
+def _ott() -> types.SimpleNamespace:
+    """Imports ott-jax on first use (``import jaxdiv`` stays light) and applies its shims.
+
+    ott-jax 0.6.0 compatibility, applied once (JAX itself is neither patched nor pinned):
+
+    1. ott imports jaxopt, which warns that it is unmaintained: that one message is silenced.
+    2. ott.utils calls jax.interpreters.batching.is_vmappable (in the batched_vmap behind the
+       online PointCloud, batch_size=), a name JAX 0.10 removed: online mode fails with
+       AttributeError. As ott-jax's main branch does, ott.utils gets
+       jax._src.interpreters.batching instead, only when the public module lacks the name.
+    3. ott differentiates through lineax.NormalCG, deprecated with a warning at every backward
+       trace: the implicit differentiation passes the same solver spelt
+       lineax.Normal(lineax.CG(...)).
+    4. Precision: ott's implicit differentiation traces its linear solve in the backward pass,
+       after :func:`sinkhorn` has returned, so outside its ``default_matmul_precision`` scope;
+       ``_HighestImplicitDiff`` re-enters the scope there.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="JAXopt is no longer maintained",
+                                category=DeprecationWarning)
+        import lineax
+        import ott.utils
+        from ott.geometry import costs, epsilon_scheduler, pointcloud
+        from ott.initializers.linear import initializers
+        from ott.solvers import linear
+        from ott.solvers.linear import acceleration, implicit_differentiation
+        from ott.tools import sinkhorn_divergence
+
+    if not hasattr(ott.utils.batching, "is_vmappable"):
+        try:
+            from jax._src.interpreters import batching
+
+            batching.is_vmappable  # noqa: B018
+        except (ImportError, AttributeError):  # pragma: no cover - no custom vmappables
+            batching = types.SimpleNamespace(is_vmappable=lambda _: False)
+        ott.utils.batching = batching
+
+    class _HighestImplicitDiff(implicit_differentiation.ImplicitDiff):
+        def gradient(self, *args, **kwargs):
+            with jax.default_matmul_precision("highest"):
+                return super().gradient(*args, **kwargs)
+
+    def normal_cg(**kwargs):
+        return lineax.Normal(lineax.CG(**kwargs))
+
+    return types.SimpleNamespace(
+        costs={"sqeuclidean": costs.SqEuclidean, "euclidean": costs.Euclidean},
+        epsilon_scheduler=epsilon_scheduler, pointcloud=pointcloud, initializers=initializers,
+        linear=linear, acceleration=acceleration, sinkhorn_divergence=sinkhorn_divergence,
+        implicit=_HighestImplicitDiff(solver_kwargs={"nonsym_solver": normal_cg}))
+
+
+def _explicit_mesh(*arrays):
+    """The mesh with Explicit axes that any of ``arrays`` (or the context) is on, or None."""
+    for mesh in [jax.typeof(v).sharding.mesh for v in arrays if v is not None] + [
+            jax.sharding.get_abstract_mesh()]:
+        if mesh.explicit_axes:
+            return mesh
+    return None
+
+
+def _auto_axes(mesh, solve, *args):
+    """Runs ``solve`` (ott-jax) with the mesh axes of explicitly sharded inputs made Auto.
+
+    ott-jax is written for Auto sharding: on Explicit axes its solver loops and implicit
+    differentiation fail JAX's sharding-in-types checks even on replicated inputs. The inputs
+    are gathered beforehand; the float outputs come back replicated. The backward pass (ott's
+    implicit differentiation, traced after the forward one) is run in the Auto context too.
+    """
+    if mesh is None:
+        return solve(*args)
+    auto = functools.partial(jax.sharding.auto_axes, out_sharding=jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec()))
+
+    @jax.custom_vjp
+    def run(*args):
+        return auto(solve)(*args)
+
+    def fwd(*args):
+        return auto(lambda *v: jax.vjp(solve, *v))(*args)
+
+    def bwd(vjp, ct):
+        return auto(lambda vjp, ct: vjp(ct))(vjp, ct)
+
+    run.defvjp(fwd, bwd)
+    return run(*args)
+
+
 def _cost_fn(fn: str, cost: str):
-    if cost not in _COSTS:
-        raise ValueError(f"{fn}: cost must be one of {sorted(_COSTS)}, got {cost!r}")
-    return _COSTS[cost]()
+    if not isinstance(cost, str) or cost not in _COSTS:
+        raise ValueError(f"{fn}: cost must be one of {list(_COSTS)}, got {cost!r}")
+    return _ott().costs[cost]()
+
+
+def _count(fn: str, name: str, value, *, none_ok: bool = False) -> int | None:
+    """A static count option: a Python int >= 1 (None too if ``none_ok``), never a bool."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{fn}: {name} must be an int >= 1{' or None' if none_ok else ''}, got "
+                        f"{value!r}")
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be an int >= 1, got {value}")
+    return int(value)
+
+
+def _real_option(fn: str, name: str, value):
+    """Rejects bools, strings and other non-real values of a number option (traced is fine)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
+    if isinstance(value, jax.core.Tracer):
+        return value
+    v = np.asarray(value)
+    if v.dtype == np.bool_ or not np.issubdtype(v.dtype, np.number) or np.iscomplexobj(v):
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
+    if v.ndim != 0:
+        raise ValueError(f"{fn}: {name} must be a scalar, got shape {v.shape}")
+    return value
+
+
+def _threshold(fn: str, threshold):
+    threshold = _real_option(fn, "threshold", threshold)
+    if not isinstance(threshold, jax.core.Tracer) and not 0 < float(threshold) < np.inf:
+        raise ValueError(f"{fn}: threshold must be > 0 and finite, got {threshold}")
+    return threshold
+
+
+def _epsilon(fn: str, epsilon, dtype):
+    if epsilon is None:
+        return None
+    return C.positive_scalar(fn, "epsilon", _real_option(fn, "epsilon", epsilon), dtype)
 
 
 # Entropic OT through ott-jax
@@ -86,18 +177,27 @@ def _plan_block(f, g, c, eps):
     return jnp.where(mask, jnp.exp(safe(mask, z, 0.0)), 0)
 
 
+def _cost_matrix(x, y, cost_fn):
+    """The cost matrix exactly as ott-jax's dense PointCloud computes it (for the squared
+    Euclidean cost, |x|^2 + |y|^2 - 2 x.y by one matmul); call under HIGHEST precision."""
+    return _ott().pointcloud.PointCloud(x, y, cost_fn=cost_fn).cost_matrix
+
+
 def _transport_cost(x, y, f, g, eps, cost_fn, batch_size):
-    """<P, C> without materialising P when ``batch_size`` is set (rows in blocks)."""
-    if batch_size is None:
-        c = cost_fn.all_pairs(x, y)
+    """<P, C> in one fused pass over the cost; [batch_size, m] tiles of rows when online."""
+    if batch_size is None or batch_size >= x.shape[0]:
+        c = _cost_matrix(x, y, cost_fn)
         return jnp.sum(_plan_block(f, g, c, eps) * c)
+    n, nb = x.shape[0], -(-x.shape[0] // batch_size)
+    pad = nb * batch_size - n  # padded rows get f = -inf: no mass
+    xb = jnp.pad(x, ((0, pad), (0, 0))).reshape(nb, batch_size, x.shape[1])
+    fb = jnp.pad(f, (0, pad), constant_values=-np.inf).reshape(nb, batch_size)
 
-    def row(xf):
-        xi, fi = xf
-        c = cost_fn.all_pairs(xi[None], y)
-        return jnp.sum(_plan_block(fi[None], g, c, eps) * c)
+    def tile(args):
+        c = _cost_matrix(args[0], y, cost_fn)
+        return jnp.sum(_plan_block(args[1], g, c, eps) * c)
 
-    return jnp.sum(lax.map(row, (x, f), batch_size=batch_size))
+    return jnp.sum(lax.map(tile, (xb, fb)))
 
 
 @jax.tree_util.register_dataclass
@@ -127,20 +227,21 @@ class SinkhornResult:
 
         Materialises ``n * m`` entries: for small problems only.
         """
-        c = _COSTS[self.cost]().all_pairs(self.x, self.y)
-        return _plan_block(self.f, self.g, c, self.epsilon)
+        with jax.default_matmul_precision("highest"):
+            c = _cost_matrix(self.x, self.y, _ott().costs[self.cost]())
+            return _plan_block(self.f, self.g, c, self.epsilon)
 
 
 def _initializer(fn, initializer, shape, batch_size):
     if initializer == "default":
         return None
     if initializer == "gaussian":
-        return _init.GaussianInitializer()
+        return _ott().initializers.GaussianInitializer()
     if initializer == "sorting":
         if shape[0] != shape[1] or batch_size is not None:
             raise ValueError(f"{fn}: initializer='sorting' needs n == m and a dense problem "
                              f"(batch_size=None), got clouds of sizes {shape}")
-        return _init.SortingInitializer()
+        return _ott().initializers.SortingInitializer()
     raise ValueError(f"{fn}: initializer must be 'default', 'gaussian' or 'sorting', got "
                      f"{initializer!r}")
 
@@ -149,18 +250,22 @@ def _accelerations(fn, anderson, momentum, inner_iterations):
     if anderson is not None and momentum is not None:
         raise ValueError(f"{fn}: choose anderson or momentum, not both (ott-jax ignores momentum "
                          f"under Anderson acceleration)")
+    accel = _ott().acceleration
     if anderson is not None:
-        if not isinstance(anderson, (int, np.integer)) or anderson < 1:
+        if (isinstance(anderson, (bool, np.bool_)) or not isinstance(anderson, (int, np.integer))
+                or anderson < 1):
             raise ValueError(f"{fn}: anderson is the memory size, an int >= 1, got {anderson!r}")
-        return _accel.AndersonAcceleration(memory=int(anderson)), None
+        return accel.AndersonAcceleration(memory=int(anderson)), None
     if momentum is None:
         return None, None
-    if momentum == "adaptive":  # Lehmann et al. (2021), from the error decay after 2 checks
-        return None, _accel.Momentum(start=2 * inner_iterations)
-    if isinstance(momentum, str) or not 0 < float(momentum) < 2:
+    if isinstance(momentum, str) and momentum == "adaptive":  # Lehmann et al. (2021)
+        return None, accel.Momentum(start=2 * inner_iterations)  # from the first 2 checks
+    if (isinstance(momentum, (str, bool, np.bool_, jax.core.Tracer))
+            or not isinstance(momentum, (int, float, np.integer, np.floating))
+            or not 0 < float(momentum) < 2):
         raise ValueError(f"{fn}: momentum must be a float in (0, 2) or 'adaptive', "
                          f"got {momentum!r}")
-    return None, _accel.Momentum(start=0, value=float(momentum))
+    return None, accel.Momentum(start=0, value=float(momentum))
 
 
 def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
@@ -180,12 +285,25 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     in log-domain. ``transport_cost`` :math:`\langle P, C\rangle` tends to the unregularised
     cost (POT's ``emd2``) as :math:`\varepsilon \to 0`. Iterations stop when the L1 error of
     the second marginal is below ``threshold``, checked every ``inner_iterations`` (POT's
-    ``sinkhorn_log`` uses the L2 norm, a looser test at the same number). The accelerations are
-    ott-jax's own and leave the solution unchanged: ``anderson``, ``momentum``, epsilon
-    scheduling (from ``epsilon_init * epsilon``, decaying by ``epsilon_decay`` per iteration;
-    no error checks until it reaches ``epsilon``) and ``initializer``. Gradients use implicit
-    differentiation; with zero weights in ``a`` or ``b``, only ``reg_cost`` has finite
-    gradients (ott-jax's implicit system gives NaN for f, g and ``transport_cost``).
+    ``sinkhorn_log`` uses the L2 norm, a looser test at the same number). That bounds the
+    marginal error, not the cost's: the error of ``transport_cost`` is first order in it, about
+    ``threshold`` times the spread of the costs, and its sign depends on the path (plain
+    Sinkhorn from zero potentials stops on one side of the solution). For three correct digits
+    of ``transport_cost`` take ``threshold`` <= 1e-4 (benchmarks/RESULTS.md: at 1e-3 the plain
+    iteration was 1.2e-3 off, the accelerated one 1.6e-4). The accelerations are ott-jax's own
+    and leave the solution unchanged: ``anderson``, ``momentum``, epsilon scheduling (from
+    ``epsilon_init * epsilon``, decaying by ``epsilon_decay`` per iteration; no error checks
+    until it reaches ``epsilon``) and ``initializer``; ``converged`` is also False when the
+    result is not finite (momentum can blow up from zero potentials at small epsilon). Gradients
+    use implicit differentiation; with zero weights in ``a`` or ``b``, f, g and
+    ``transport_cost`` get NaN gradients from ott-jax's implicit system, and ``reg_cost`` a NaN
+    derivative in the zero weights themselves (finite in ``x``, ``y`` and the other weights).
+
+    Precision and meshes: ott-jax runs under ``jax.default_matmul_precision("highest")``
+    (forward and backward), so the cost matrix is full float32 even where XLA would use TF32.
+    Clouds sharded on a mesh are gathered (every Sinkhorn update needs every point); on Explicit
+    mesh axes ott-jax runs with them made Auto (``jax.sharding.auto_axes``), and the results
+    come back replicated.
 
     Args:
       x, y: point clouds ``[n, d]`` and ``[m, d]``.
@@ -209,8 +327,8 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     Returns:
       A :class:`SinkhornResult`; ``result.plan()`` materialises the ``[n, m]`` coupling. Costs
       keep the input dtype; 16-bit inputs are solved in float32, and float32 under
-      ``jax_enable_x64`` with ``anderson`` in float64 (ott-jax builds its history in the default
-      dtype).
+      ``jax_enable_x64`` with ``anderson``, ``momentum='adaptive'`` or
+      ``initializer='gaussian'`` in float64 (ott-jax builds these in the default dtype).
 
     References:
       Cuturi, Sinkhorn Distances: Lightspeed Computation of Optimal Transport, NeurIPS 2013.
@@ -232,35 +350,68 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     fn = "sinkhorn"
     dtype, x, y, a, b = C.point_clouds(fn, x, y, a, b)
     cost_fn = _cost_fn(fn, cost)
+    max_iterations = _count(fn, "max_iterations", max_iterations)
+    inner_iterations = _count(fn, "inner_iterations", inner_iterations)
+    batch_size = _count(fn, "batch_size", batch_size, none_ok=True)
+    threshold = _threshold(fn, threshold)
     anderson_acc, momentum_acc = _accelerations(fn, anderson, momentum, inner_iterations)
     init = _initializer(fn, initializer, (x.shape[0], y.shape[0]), batch_size)
+    for name, value in (("epsilon_init", epsilon_init), ("epsilon_decay", epsilon_decay)):
+        if isinstance(_real_option(fn, name, value), jax.core.Tracer):
+            raise TypeError(f"{fn}: {name} must be a static number, got a traced value")
+    epsilon_init, epsilon_decay = float(epsilon_init), float(epsilon_decay)
     if not (epsilon_init >= 1 and 0 < epsilon_decay <= 1) or (epsilon_init > 1
                                                               and epsilon_decay == 1):
         raise ValueError(f"{fn}: need epsilon_init >= 1 and 0 < epsilon_decay <= 1 (< 1 when "
                          f"epsilon_init > 1), got {epsilon_init} and {epsilon_decay}")
-    if anderson_acc is not None:
-        wide = jax.dtypes.canonicalize_dtype(jnp.float64)  # float64 under jax_enable_x64
+    if (anderson_acc is not None or initializer == "gaussian"
+            or (momentum_acc is not None and momentum == "adaptive")):
+        # ott-jax builds Anderson's history, the adaptive momentum weight and the Gaussian
+        # initialisation in the default float dtype: float64 under jax_enable_x64 (float32
+        # inputs would fail its lax.cond)
+        wide = jax.dtypes.canonicalize_dtype(jnp.float64)
         x, y = (v.astype(jnp.promote_types(v.dtype, wide)) for v in (x, y))
     a, b = uniform_weights(a, x.shape[0], x.dtype), uniform_weights(b, y.shape[0], x.dtype)
     a, b = a.astype(x.dtype), b.astype(x.dtype)
     C.check_probabilities(fn, "a", a, -1)
     C.check_probabilities(fn, "b", b, -1)
-    geom_args = dict(cost_fn=cost_fn, batch_size=batch_size)
-    eps = None if epsilon is None else C.positive_scalar(fn, "epsilon", epsilon, x.dtype)
-    min_iterations = 0
-    if epsilon_init > 1:  # no error checks before the schedule reaches epsilon
-        target = eps if eps is not None else _pointcloud.PointCloud(x, y, **geom_args).epsilon
-        eps = _eps_sched.Epsilon(target, init=epsilon_init, decay=epsilon_decay)
-        min_iterations = int(np.ceil(np.log(epsilon_init) / -np.log(epsilon_decay)))
-    geom = _pointcloud.PointCloud(x, y, epsilon=eps, **geom_args)
-    out = _linear.solve(geom, a=a, b=b, threshold=threshold, max_iterations=max_iterations,
-                        inner_iterations=inner_iterations, min_iterations=min_iterations,
-                        anderson=anderson_acc, implicit_diff=_IMPLICIT,
-                        momentum=momentum_acc, initializer=init)
-    eps_used = jnp.asarray(geom.epsilon, x.dtype)
-    tc = _transport_cost(x, y, out.f, out.g, eps_used, cost_fn, batch_size)
-    return SinkhornResult(reg_cost=out.reg_ot_cost.astype(dtype), transport_cost=tc.astype(dtype),
-                          converged=out.converged, iterations=out.n_iters, f=out.f, g=out.g,
+    eps = _epsilon(fn, epsilon, x.dtype)
+    mesh = _explicit_mesh(x, y, a, b)
+    x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
+    ott = _ott()
+
+    def solve(x, y, a, b, eps_):
+        with jax.default_matmul_precision("highest"):
+            geom_args = dict(cost_fn=cost_fn, batch_size=batch_size)
+            min_iterations = 0
+            if epsilon_init > 1:  # no error checks before the schedule reaches epsilon
+                target = eps_ if eps_ is not None else ott.pointcloud.PointCloud(
+                    x, y, **geom_args).epsilon
+                eps_ = ott.epsilon_scheduler.Epsilon(target, init=epsilon_init,
+                                                     decay=epsilon_decay)
+                min_iterations = int(np.ceil(np.log(epsilon_init) / -np.log(epsilon_decay)))
+            geom = ott.pointcloud.PointCloud(x, y, epsilon=eps_, **geom_args)
+            out = ott.linear.solve(geom, a=a, b=b, threshold=threshold,
+                                   max_iterations=max_iterations,
+                                   inner_iterations=inner_iterations,
+                                   min_iterations=min_iterations, anderson=anderson_acc,
+                                   implicit_diff=ott.implicit, momentum=momentum_acc,
+                                   initializer=init)
+            eps_used = jnp.asarray(geom.epsilon, x.dtype)
+            tc = _transport_cost(x, y, out.f, out.g, eps_used, cost_fn, batch_size)
+        status = jnp.stack([out.converged, out.n_iters]).astype(x.dtype)  # floats: see below
+        return out.reg_ot_cost, tc, out.f, out.g, eps_used, status
+
+    if eps is None:
+        eps = jnp.full((), np.nan, x.dtype)  # an array in every case, for _auto_axes
+        solve = functools.partial(lambda solve, *v: solve(*v[:4], None), solve)
+    reg, tc, f, g, eps_used, status = _auto_axes(mesh, solve, x, y, a, b, eps)
+    # a solve that blew up (momentum can, from a poor start) has not converged, whatever
+    # its marginal error says
+    converged = (status[0] > 0) & jnp.isfinite(reg) & jnp.isfinite(tc)
+    iterations = status[1].astype(jnp.int32)
+    return SinkhornResult(reg_cost=reg.astype(dtype), transport_cost=tc.astype(dtype),
+                          converged=converged, iterations=iterations, f=f, g=g,
                           x=x, y=y, epsilon=eps_used, cost=cost)
 
 
@@ -276,8 +427,11 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     with :math:`\mathrm{OT}_\varepsilon` the regularised cost of :func:`sinkhorn`
     (``reg_cost``). Non-negative, 0 iff the measures coincide; OT as :math:`\varepsilon \to 0`,
     MMD with kernel :math:`-c` as :math:`\varepsilon \to \infty`. The three terms share one
-    epsilon (None: ``0.05 * std`` of the x-y cost matrix). Differentiable in ``x, y, a, b``
-    (implicit differentiation); vmappable over a batch of problems.
+    epsilon (None: ``0.05 * std`` of the x-y cost matrix). Differentiable in ``x, y``
+    (implicit differentiation) and ``a, b`` (the difference of the dual potentials, each the
+    c-transform of the other side's: finite at zero weights too); vmappable over a batch of
+    problems. Full float32 precision, mesh gathering and the ``threshold``
+    semantics as in :func:`sinkhorn`.
 
     Args:
       x, y: point clouds ``[n, d]`` and ``[m, d]``.
@@ -308,13 +462,46 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     fn = "sinkhorn_divergence"
     dtype, x, y, a, b = C.point_clouds(fn, x, y, a, b)
     cost_fn = _cost_fn(fn, cost)
+    max_iterations = _count(fn, "max_iterations", max_iterations)
+    batch_size = _count(fn, "batch_size", batch_size, none_ok=True)
+    threshold = _threshold(fn, threshold)
     a, b = uniform_weights(a, x.shape[0], x.dtype), uniform_weights(b, y.shape[0], x.dtype)
     C.check_probabilities(fn, "a", a, -1)
     C.check_probabilities(fn, "b", b, -1)
-    eps = None if epsilon is None else C.positive_scalar(fn, "epsilon", epsilon, x.dtype)
-    div, _ = _sdiv.sinkhorn_divergence(
-        _pointcloud.PointCloud, x, y, a=a, b=b, cost_fn=cost_fn, epsilon=eps,
-        batch_size=batch_size,
-        solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
-                          implicit_diff=_IMPLICIT))
-    return div.astype(dtype)
+    eps = _epsilon(fn, epsilon, x.dtype)
+    mesh = _explicit_mesh(x, y, a, b)
+    x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
+    ott = _ott()
+
+    def divergence(x, y, a, b, eps):
+        # The weights reach ott as constants; their gradient is the difference of the dual
+        # potentials (Danskin), each the c-transform of the other side's, so it stays finite
+        # at zero weights, where ott's implicit system gives NaN (its f is -inf there).
+        sa, sb = lax.stop_gradient(a), lax.stop_gradient(b)
+        with jax.default_matmul_precision("highest"):
+            div, out = ott.sinkhorn_divergence.sinkhorn_divergence(
+                ott.pointcloud.PointCloud, x, y, a=sa, b=sb, cost_fn=cost_fn, epsilon=eps,
+                batch_size=batch_size,
+                solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
+                                  implicit_diff=ott.implicit))
+            (f_xy, g_xy), (_, g_xx), (f_yy, _) = lax.stop_gradient(out.potentials)
+            geom_xy, geom_xx, geom_yy = out.geoms
+
+            def c_transform(geom, f, g, axis):
+                zero_f, zero_g = jnp.zeros_like(f), jnp.zeros_like(g)
+                if axis == 1:  # phi_i = -eps LSE_j((g_j - C_ij) / eps)
+                    return geom.update_potential(zero_f, g, jnp.zeros_like(f), axis=1)
+                return geom.update_potential(f, zero_g, jnp.zeros_like(g), axis=0)
+
+            e = lax.stop_gradient(geom_xy.epsilon) * (jnp.sum(sa) - jnp.sum(sb))
+            grad_a = (c_transform(geom_xy, f_xy, g_xy, 1) - c_transform(geom_xx, g_xx, g_xx, 1)
+                      + e)
+            grad_b = (c_transform(geom_xy, f_xy, g_xy, 0) - c_transform(geom_yy, f_yy, f_yy, 0)
+                      - e)
+        grad_a, grad_b = lax.stop_gradient(grad_a), lax.stop_gradient(grad_b)
+        return div + jnp.vdot(grad_a, a - sa) + jnp.vdot(grad_b, b - sb)
+
+    if eps is None:
+        eps = jnp.full((), np.nan, x.dtype)  # an array in every case, for _auto_axes
+        divergence = functools.partial(lambda div, *v: div(*v[:4], None), divergence)
+    return _auto_axes(mesh, divergence, x, y, a, b, eps).astype(dtype)
