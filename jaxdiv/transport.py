@@ -499,7 +499,9 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
             grad_b = (c_transform(geom_xy, f_xy, g_xy, 0) - c_transform(geom_yy, f_yy, f_yy, 0)
                       - e)
         grad_a, grad_b = lax.stop_gradient(grad_a), lax.stop_gradient(grad_b)
-        return div + jnp.vdot(grad_a, a - sa) + jnp.vdot(grad_b, b - sb)
+        hi = lax.Precision.HIGHEST
+        return (div + jnp.vdot(grad_a, a - sa, precision=hi)
+                + jnp.vdot(grad_b, b - sb, precision=hi))
 
     if eps is None:
         eps = jnp.full((), np.nan, x.dtype)  # an array in every case, for _auto_axes
