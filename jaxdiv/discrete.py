@@ -25,7 +25,18 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
-from jaxdiv._numerics import LOG2, finish, logaddexp_finite, mask_of, masked_sum, safe, upcast
+from jaxdiv._numerics import (
+    LOG2,
+    finish,
+    mask_of,
+    masked_sum,
+    ratio,
+    rel_entr,
+    safe,
+    upcast,
+    xlogx,
+    xlogy,
+)
 
 __all__ = [
     "binary_entropy",
@@ -103,7 +114,7 @@ def entropy(p: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
     dtype, (p,) = upcast(p)
     mask = mask_of(p != 0, where)
     sp = safe(mask, p)
-    return finish(masked_sum(mask, -sp * jnp.log(sp), axis), dtype, base)
+    return finish(masked_sum(mask, -xlogx(sp), axis), dtype, base)
 
 
 def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
@@ -127,7 +138,7 @@ def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     r = 1 - p
     mp, mr = p != 0, r != 0
     sp, sr = safe(mp, p), safe(mr, r)
-    h = -jnp.where(mp, sp * jnp.log(sp), 0) - jnp.where(mr, sr * jnp.log(sr), 0)
+    h = -jnp.where(mp, xlogx(sp), 0) - jnp.where(mr, xlogx(sr), 0)
     return finish(h, dtype, base)
 
 
@@ -153,7 +164,7 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     dtype, p, q, where = _pair("cross_entropy", p, q, axis, where, base)
     mask = mask_of(p != 0, where)
     sp, sq = safe(mask, p), safe(mask, q)
-    return finish(-masked_sum(mask, sp * jnp.log(sq), axis), dtype, base)
+    return finish(-masked_sum(mask, xlogy(sp, sq), axis), dtype, base)
 
 
 def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
@@ -184,7 +195,7 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     dtype, p, q, where = _pair("kl_divergence", p, q, axis, where, base)
     mask = mask_of(p != 0, where)
     sp, sq = safe(mask, p), safe(mask, q)  # double where: no NaN gradients at p = 0
-    return finish(masked_sum(mask, sp * jnp.log(sp / sq), axis), dtype, base)
+    return finish(masked_sum(mask, rel_entr(sp, sq), axis), dtype, base)
 
 
 def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
@@ -217,15 +228,45 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
       Lin, Divergence Measures Based on the Shannon Entropy, IEEE Trans. Inf. Theory 37(1), 1991.
     """
     dtype, p, q, where = _pair("js_divergence", p, q, axis, where, base)
-    both = mask_of((p != 0) & (q != 0), where)  # NaN != 0: NaN propagates through the formula
-    sp, sq = safe(both, p), safe(both, q)
-    s = p + q
-    ss = safe(both, s, 2.0)  # 2 / (p + q) = 1 / m would overflow for subnormal p + q
-    terms = jnp.where(both, sp * jnp.log(2 * sp / ss) + sq * jnp.log(2 * sq / ss),
-                      s * LOG2)  # one entry 0: p log(2p / p) = p log 2, or the same in q
+    terms = _js_term(p, q)
     if where is not None:
         terms = jnp.where(where, terms, 0)
     return finish(0.5 * jnp.sum(terms, axis=axis), dtype, base)
+
+
+def _js_parts(p, q):
+    r"""Per entry :math:`p \log(2p/(p+q)) + q \log(2q/(p+q))` and its two log factors.
+
+    With :math:`h = \max(p, q)`, :math:`l = \min(p, q)` and :math:`d = (h - l)/(h + l) \in [0,
+    1]`: :math:`h \operatorname{log1p}(d) + l \operatorname{log1p}(-d)`. The difference is exact
+    where :math:`p \approx q` and the term is stationary in :math:`d` (its derivative in
+    :math:`d` vanishes), so the rounding of :math:`p + q` does not reach it: relative accuracy
+    near :math:`p = q`, where :math:`\log(2p/(p+q))` from a quotient would carry an absolute
+    error :math:`\epsilon`. ``log1p(-d)`` is floored at :math:`\log \epsilon` (its value at
+    :math:`l/h = \epsilon/2`), so one zero gives :math:`h \log 2` and two give 0, with no
+    select.
+    """
+    hi, lo = jnp.maximum(p, q), jnp.minimum(p, q)
+    fi = jnp.finfo(hi.dtype)
+    d = ratio(hi - lo, jnp.maximum(hi + lo, fi.tiny))
+    a_hi, a_lo = jnp.log1p(d), jnp.log1p(jnp.maximum(-d, fi.epsneg - 1))
+    return hi * a_hi + lo * a_lo, a_hi, a_lo
+
+
+@jax.custom_jvp
+def _js_term(p, q):
+    return _js_parts(p, q)[0]
+
+
+@_js_term.defjvp
+def _js_term_jvp(primals, tangents):
+    (p, q), (dp, dq) = primals, tangents
+    t, a_hi, a_lo = _js_parts(p, q)
+    # d/dp = log(2p / (p + q)); at a zero entry the convention (1/2 log 2 for JS) in both.
+    zero = jnp.minimum(p, q) == 0
+    a_hi, a_lo = jnp.where(zero, LOG2, a_hi), jnp.where(zero, LOG2, a_lo)
+    mean, half = 0.5 * (a_hi + a_lo), 0.5 * jnp.sign(p - q) * (a_hi - a_lo)
+    return t, (mean + half) * dp + (mean - half) * dq
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,18 +304,50 @@ def _log_softmax(logits: jax.Array, axis: int, where: jax.Array | None):
     derivatives of ``e`` to every order. No compare-and-select: on XLA CPU a select inside
     these loops splits them into several passes over memory, 4-7x slower.
     """
+    shifted, e, tail, support = _softmax_parts(logits, axis, where)
+    logp = jnp.maximum(shifted - jnp.log1p(tail), _stand_in(shifted.dtype))
+    return logp, e / (1 + tail), support
+
+
+def _stand_in(dtype):
+    return -math.sqrt(jnp.finfo(dtype).max) / 16
+
+
+def _softmax_parts(logits, axis, where):
+    r"""``(l - max l, e^{l - max l}, tail, support)`` of :func:`_log_softmax`: ``tail`` is
+    :math:`\sum_i e_i - 1`, 0 for a row without support (all masked: then :math:`p = 0`, the
+    empty sums vanish, not NaN), and :math:`-\infty` logits are the stand-in."""
     logits = _masked(logits, where)
     support = logits != -jnp.inf  # NaN logits stay in (NaN out)
     m = jnp.max(logits, axis=axis, keepdims=True)
     m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0))  # the shift cancels analytically
-    shifted = logits - m
+    shifted = jnp.maximum(logits - m, _stand_in(logits.dtype))
     e = jnp.exp(shifted)
     top = jnp.floor(e)
     tail = (jnp.sum(e - top, axis=axis, keepdims=True)
             + (jnp.sum(top, axis=axis, keepdims=True) - 1))
-    logp = shifted - jnp.log1p(tail)
-    logp = jnp.maximum(logp, -math.sqrt(jnp.finfo(logp.dtype).max) / 16)
-    return logp, e / (1 + tail), support
+    return shifted, e, jnp.maximum(tail, 0), support
+
+
+def _log_ratio_logits(lp, lq, axis):
+    r"""``(p, q, u, support_p, support_q)`` with :math:`u = \log p - \log q` formed directly.
+
+    With :math:`a, b` the shifted logits (each minus its maximum) and :math:`\delta = b - a`,
+    :math:`u_i = G - \delta_i` where :math:`G = \log(Z_b / Z_a) = \operatorname{log1p}(\sum_j
+    (e^{b_j} - e^{a_j}) / Z_a)`, each difference taken with ``expm1`` of :math:`\pm|\delta_j|`
+    times the larger exponential: exact to rounding for nearly equal logits, never
+    overflowing. :math:`\log p - \log q` from two log-softmaxes would carry the
+    rounding of both normalisers, :math:`\epsilon \log n`, next to a difference of
+    :math:`10^{-7}`.
+    """
+    (a, ea, ta, sp), (b, eb, tb, sq) = (_softmax_parts(x, axis, None) for x in (lp, lq))
+    za = 1 + ta
+    dl = b - a
+    # e^b - e^a = e^a expm1(b - a) for b <= a, -e^b expm1(a - b) for b > a; no select, and at a
+    # tie the min/max derivatives (1/2 each) add up to the right one.
+    diff = ea * jnp.expm1(jnp.minimum(dl, 0)) - eb * jnp.expm1(-jnp.maximum(dl, 0))
+    g = jnp.log1p(jnp.sum(diff, axis=axis, keepdims=True) / za)
+    return ea / za, eb / (1 + tb), g - dl, sp, sq
 
 
 def _infinite_where(p_only: jax.Array, value: jax.Array, axis: int) -> jax.Array:
@@ -323,36 +396,40 @@ def _cross_entropy_logits_jvp(axis, primals, tangents):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _kl_logits(lp, lq, axis):
-    (logp, p, sp), (logq, _, sq) = _logits(axis, lp, lq)
-    return _infinite_where(sp & ~sq, jnp.sum(p * (logp - logq), axis=axis), axis)
+    p, _, u, sp, sq = _log_ratio_logits(lp, lq, axis)
+    return _infinite_where(sp & ~sq, jnp.sum(p * u, axis=axis), axis)
 
 
 @_kl_logits.defjvp
 def _kl_logits_jvp(axis, primals, tangents):
-    (logp, p, sp), (logq, q, sq) = _logits(axis, *primals)
-    d = logp - logq
+    p, q, d, sp, sq = _log_ratio_logits(*primals, axis)
     kl = jnp.sum(p * d, axis=axis, keepdims=True)
     dlp, dlq = tangents
     dkl = jnp.sum(p * (d - kl) * dlp + (q - p) * dlq, axis=axis)
     return _infinite_where(sp & ~sq, jnp.squeeze(kl, axis), axis), dkl
 
 
+def _js_from_logits(lp, lq, axis):
+    (_, p, _), (_, q, _) = _logits(axis, lp, lq)
+    t, a_hi, a_lo = _js_parts(p, q)
+    return p, q, t, a_hi, a_lo
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _js_logits(lp, lq, axis):
-    (logp, p, _), (logq, q, _) = _logits(axis, lp, lq)
-    logm = logaddexp_finite(logp, logq) - LOG2  # finite: log p, log q are
-    return 0.5 * jnp.sum(p * (logp - logm) + q * (logq - logm), axis=axis)
+    t = _js_from_logits(lp, lq, axis)[2]  # the probability form: p, q are exact to rounding
+    return 0.5 * jnp.sum(t, axis=axis)
 
 
 @_js_logits.defjvp
 def _js_logits_jvp(axis, primals, tangents):
-    (logp, p, _), (logq, q, _) = _logits(axis, *primals)
-    logm = logaddexp_finite(logp, logq) - LOG2
-    a, b = logp - logm, logq - logm  # d/dp_i and d/dq_i of JS are a_i / 2 and b_i / 2
+    p, q, t, a_hi, a_lo = _js_from_logits(*primals, axis)
+    mean, half = 0.5 * (a_hi + a_lo), 0.5 * jnp.sign(p - q) * (a_hi - a_lo)
+    a, b = mean + half, mean - half  # d/dp_i and d/dq_i of JS are a_i / 2 and b_i / 2
     kp, kq = (jnp.sum(w * v, axis=axis, keepdims=True) for w, v in ((p, a), (q, b)))
     dlp, dlq = tangents
     djs = 0.5 * jnp.sum(p * (a - kp) * dlp + q * (b - kq) * dlq, axis=axis)
-    return 0.5 * jnp.squeeze(kp + kq, axis), djs
+    return 0.5 * jnp.sum(t, axis=axis), djs
 
 
 def _core_args(lp, lq, where, axis):
