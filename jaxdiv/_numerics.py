@@ -91,8 +91,23 @@ def _ratio_jvp(primals, tangents):
     return r, ratio(dx - r * dy, y)
 
 
-def _log_ratio_scale(dtype: Any) -> float:
-    return 2.0 ** -(jnp.finfo(dtype).maxexp // 2)
+def _exponent_scale(hi: jax.Array, lo: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(hi * 2^-k, k)`` with the smallest ``k >= 0`` that keeps ``hi * 2^-k / lo`` below the
+    largest float: exponent bits only (bitcasts, shifts), no compare-and-select."""
+    fi = jnp.finfo(hi.dtype)
+    it = jnp.int32 if fi.bits == 32 else jnp.int64
+    bias, field = fi.maxexp - 1, (1 << fi.nexp) - 1
+
+    def exponent(x):
+        return (jax.lax.bitcast_convert_type(x, it) >> fi.nmant) & field
+
+    k = jnp.clip(exponent(hi) - exponent(lo) - (fi.maxexp - 2), 0, 2 * (bias - 1))
+    k1 = k // 2
+
+    def pow2(j):  # 2^-j for 0 <= j < bias, built from its bits
+        return jax.lax.bitcast_convert_type(((bias - j) << fi.nmant).astype(it), hi.dtype)
+
+    return hi * pow2(k1) * pow2(k - k1), k.astype(hi.dtype)
 
 
 @jax.custom_jvp
@@ -106,19 +121,17 @@ def log_ratio(p: jax.Array, q: jax.Array) -> jax.Array:
     The difference is exact where :math:`p, q` are within a factor 2 (Sterbenz), so a log-ratio
     of :math:`10^{-7}` keeps its relative accuracy; ``log(p / q)`` would carry the rounding of
     the quotient (:math:`\epsilon`, absolute) and ``log p - log q`` that of both logarithms
-    (:math:`\epsilon |\log p|`). The argument of ``log1p`` is :math:`\ge 0`, so no
-    :math:`\log(0)` from a quotient that underflows; where it overflows (a ratio beyond the
-    largest float, e.g. :math:`p = 100, q = 10^{-307}`) both are scaled by :math:`2^{\mp
-    e_{\max}/2}` first, as scipy's ``rel_entr`` falls back (scipy gh-20710). One transcendental
-    per element, no select on the hot path but that fallback. JVP
+    (:math:`\epsilon |\log p|`). The argument of ``log1p`` is :math:`\ge 0`: no
+    :math:`\log 0` from a quotient that underflows. Where the quotient would overflow (a ratio
+    beyond the largest float, e.g. :math:`p = 100, q = 10^{-307}`), the larger one is first
+    scaled by :math:`2^{-k}` and :math:`k \log 2` added back, as scipy's ``rel_entr`` falls
+    back (scipy gh-20710); ``k`` comes from the exponent bits, so there is no select (a
+    compare-and-select on a computed value splits XLA CPU's fused loop, 3x slower). JVP
     :math:`\dot p / p - \dot q / q` (through :func:`ratio`, so second derivatives stay finite).
     """
     hi, lo = jnp.maximum(p, q), jnp.minimum(p, q)
-    x = (hi - lo) / lo
-    big = x > jnp.finfo(x.dtype).max
-    s = _log_ratio_scale(x.dtype)
-    y = jnp.where(big, (hi * s) / (lo / s) - 1, x)
-    return jnp.sign(p - q) * (jnp.log1p(y) - big * (2 * math.log(s)))
+    scaled, k = _exponent_scale(hi, lo)
+    return jnp.sign(p - q) * (jnp.log1p((scaled - lo) / lo) + k * math.log(2.0))
 
 
 @log_ratio.defjvp

@@ -80,7 +80,7 @@ def information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     """
     p = C.as_float("information", "p", p)
     C.check_base("information", base)
-    C.check_probabilities("information", "p", p, -1, normalized=False) if p.ndim else None
+    C.check_unit_interval("information", "p", p)
     dtype, (p,) = upcast(p)
     return finish(-jnp.log(p), dtype, base)
 
@@ -134,6 +134,7 @@ def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     """
     p = C.as_float("binary_entropy", "p", p)
     C.check_base("binary_entropy", base)
+    C.check_unit_interval("binary_entropy", "p", p)
     dtype, (p,) = upcast(p)
     r = 1 - p
     mp, mr = p != 0, r != 0
@@ -235,22 +236,20 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 
 def _js_parts(p, q):
-    r"""Per entry :math:`p \log(2p/(p+q)) + q \log(2q/(p+q))` and its two log factors.
+    r"""Per entry :math:`p \log(2p/(p+q)) + q \log(2q/(p+q))`, and its derivatives in p and q.
 
-    With :math:`h = \max(p, q)`, :math:`l = \min(p, q)` and :math:`d = (h - l)/(h + l) \in [0,
-    1]`: :math:`h \operatorname{log1p}(d) + l \operatorname{log1p}(-d)`. The difference is exact
-    where :math:`p \approx q` and the term is stationary in :math:`d` (its derivative in
-    :math:`d` vanishes), so the rounding of :math:`p + q` does not reach it: relative accuracy
-    near :math:`p = q`, where :math:`\log(2p/(p+q))` from a quotient would carry an absolute
-    error :math:`\epsilon`. ``log1p(-d)`` is floored at :math:`\log \epsilon` (its value at
-    :math:`l/h = \epsilon/2`), so one zero gives :math:`h \log 2` and two give 0, with no
-    select.
+    With :math:`d = (p - q)/(p + q)`: :math:`p \operatorname{log1p}(d) + q
+    \operatorname{log1p}(-d)`. The difference is exact where :math:`p \approx q`, and the term
+    is stationary in :math:`d`, so the rounding of :math:`p + q` does not reach it: relative
+    accuracy near :math:`p = q`, where :math:`\log(2p/(p+q))` from a quotient would carry an
+    absolute error :math:`\epsilon`. Each ``log1p`` argument is floored at :math:`\epsilon - 1`
+    (its value where the other entry is :math:`\epsilon/2` times this one), so one zero gives
+    :math:`p \log 2` and two give 0, with no select.
     """
-    hi, lo = jnp.maximum(p, q), jnp.minimum(p, q)
-    fi = jnp.finfo(hi.dtype)
-    d = ratio(hi - lo, jnp.maximum(hi + lo, fi.tiny))
-    a_hi, a_lo = jnp.log1p(d), jnp.log1p(jnp.maximum(-d, fi.epsneg - 1))
-    return hi * a_hi + lo * a_lo, a_hi, a_lo
+    fi = jnp.finfo(p.dtype)
+    d = ratio(p - q, jnp.maximum(p + q, fi.tiny))
+    a_p, a_q = jnp.log1p(jnp.maximum(d, fi.epsneg - 1)), jnp.log1p(jnp.maximum(-d, fi.epsneg - 1))
+    return p * a_p + q * a_q, a_p, a_q
 
 
 @jax.custom_jvp
@@ -261,12 +260,10 @@ def _js_term(p, q):
 @_js_term.defjvp
 def _js_term_jvp(primals, tangents):
     (p, q), (dp, dq) = primals, tangents
-    t, a_hi, a_lo = _js_parts(p, q)
+    t, a_p, a_q = _js_parts(p, q)
     # d/dp = log(2p / (p + q)); at a zero entry the convention (1/2 log 2 for JS) in both.
     zero = jnp.minimum(p, q) == 0
-    a_hi, a_lo = jnp.where(zero, LOG2, a_hi), jnp.where(zero, LOG2, a_lo)
-    mean, half = 0.5 * (a_hi + a_lo), 0.5 * jnp.sign(p - q) * (a_hi - a_lo)
-    return t, (mean + half) * dp + (mean - half) * dq
+    return t, jnp.where(zero, LOG2, a_p) * dp + jnp.where(zero, LOG2, a_q) * dq
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,8 +408,7 @@ def _kl_logits_jvp(axis, primals, tangents):
 
 def _js_from_logits(lp, lq, axis):
     (_, p, _), (_, q, _) = _logits(axis, lp, lq)
-    t, a_hi, a_lo = _js_parts(p, q)
-    return p, q, t, a_hi, a_lo
+    return p, q, *_js_parts(p, q)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -423,9 +419,7 @@ def _js_logits(lp, lq, axis):
 
 @_js_logits.defjvp
 def _js_logits_jvp(axis, primals, tangents):
-    p, q, t, a_hi, a_lo = _js_from_logits(*primals, axis)
-    mean, half = 0.5 * (a_hi + a_lo), 0.5 * jnp.sign(p - q) * (a_hi - a_lo)
-    a, b = mean + half, mean - half  # d/dp_i and d/dq_i of JS are a_i / 2 and b_i / 2
+    p, q, t, a, b = _js_from_logits(*primals, axis)  # d/dp_i, d/dq_i of JS: a_i / 2, b_i / 2
     kp, kq = (jnp.sum(w * v, axis=axis, keepdims=True) for w, v in ((p, a), (q, b)))
     dlp, dlq = tangents
     djs = 0.5 * jnp.sum(p * (a - kp) * dlp + q * (b - kq) * dlq, axis=axis)

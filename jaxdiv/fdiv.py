@@ -202,7 +202,8 @@ def _renyi(x, y, where, ax, alpha, logits):
     out = jnp.where(any_q & (al < 0), -inf, out)
     rmax = jnp.max(jnp.where(z.both, z.lp - z.lq, -inf), axis=ax, keepdims=True)
     out = jnp.where(at_inf, jnp.where(any_p, inf, rmax), out)
-    return jnp.squeeze(out, ax)
+    empty = ~(jnp.any(z.both, axis=ax, keepdims=True) | any_p | any_q)
+    return jnp.squeeze(jnp.where(empty, 0, out), ax)  # nothing kept: the empty sum, 0
 
 
 def alpha_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int = -1,
@@ -371,6 +372,9 @@ def f_divergence(p: ArrayLike, q: ArrayLike, f: Callable[[jax.Array], jax.Array]
     both, p_only, q_only = P & Q, P & ~Q, Q & ~P
     sq = safe(both, q)
     ft = jnp.asarray(f(safe(both, p) / sq))
+    if not jnp.issubdtype(ft.dtype, jnp.floating) and not jnp.issubdtype(ft.dtype, jnp.integer):
+        raise TypeError(f"{fn}: f must return real values, got dtype {ft.dtype} (a complex f "
+                        "would lose its imaginary part)")
     if ft.shape != shape:
         raise ValueError(f"{fn}: f must act elementwise, but maps shape {shape} to {ft.shape}")
     if f_at_zero is None:
@@ -472,7 +476,8 @@ def chi_square_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 def _chi_square(p, q, where, ax, *_):
     Q, p_only = mask_of(_pos(q), where), mask_of(_pos(p) & ~_pos(q), where)
-    total = masked_sum(Q, (p - q) ** 2 / safe(Q, q), ax)
+    d = p - q
+    total = masked_sum(Q, d * ratio(d, safe(Q, q)), ax)  # ratio: no q^-2 in the derivatives
     return jnp.where(jnp.any(p_only, axis=ax), jnp.inf, total)
 
 
