@@ -112,7 +112,7 @@ def _parts(x, y, where, ax, logits):
     if logits:
         (lp, p, P), (lq, q, Q) = _log_softmax(x, ax, where), _log_softmax(y, ax, where)
         mx, my = (x, y) if where is None else (jnp.where(where, v, -jnp.inf) for v in (x, y))
-        r = _log_ratio_logits(mx, my, ax)[2]
+        r = _log_ratio_logits(mx, my, ax, differentiable=True)[2]
     else:
         p, q = x, y
         P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
@@ -511,5 +511,19 @@ def _jeffreys(p, q, where, ax, *_):
     P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
     both = P & Q
     sp, sq = safe(both, p), safe(both, q)
-    total = masked_sum(both, (sp - sq) * log_ratio(sp, sq), ax)  # every term >= 0
+    total = masked_sum(both, _jeffreys_term(sp, sq), ax)  # every term >= 0
     return jnp.where(jnp.any(P != Q, axis=ax), jnp.inf, total)
+
+
+@jax.custom_jvp
+def _jeffreys_term(p, q):
+    """(p - q) log(p / q), with derivatives log(p/q) + 1 - q/p and -log(p/q) + 1 - p/q whose
+    own derivatives never form p^-2 or q^-2 (finite Hessians at tiny entries)."""
+    return (p - q) * log_ratio(p, q)
+
+
+@_jeffreys_term.defjvp
+def _jeffreys_term_jvp(primals, tangents):
+    (p, q), (dp, dq) = primals, tangents
+    lr = log_ratio(p, q)
+    return (p - q) * lr, (lr + 1 - ratio(q, p)) * dp + (1 - lr - ratio(p, q)) * dq
