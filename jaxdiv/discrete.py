@@ -9,6 +9,9 @@ Zero handling follows the limits: :math:`0 \log 0 = 0`, terms with :math:`p_i > 
 :math:`+\infty` (never NaN). Gradients are finite wherever the value is; the derivative of a
 :math:`p_i \log p_i` term at :math:`p_i = 0` is taken as 0, as in ``jax.scipy.special.rel_entr``.
 
+Every entry masked out by ``where`` gives the empty sum, 0, for the ``*_with_logits`` twins
+too; a batch of shape ``(0, n)`` gives an empty result.
+
 Inputs are not renormalised (scipy's ``entropy`` renormalises, these do not). Integer inputs
 are promoted to the default float; float16/bfloat16 inputs are computed and accumulated in
 float32 and the result is cast back to the input dtype.
@@ -73,7 +76,7 @@ def information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
 
     Args:
       p: probabilities, any shape.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       ``-log p`` in the chosen unit, same shape and dtype as ``p``.
@@ -98,7 +101,7 @@ def entropy(p: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
       axis: the event axis (static under jit).
       where: boolean mask broadcastable to ``p``; ``False`` entries leave the sum (no
         renormalisation) and get zero gradient.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The entropy with ``axis`` reduced.
@@ -127,7 +130,7 @@ def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
 
     Args:
       p: success probabilities, any shape.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The entropy, same shape and dtype as ``p``.
@@ -157,7 +160,7 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
       q: model probabilities, broadcast-compatible with ``p``.
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries leave the sum and get zero gradient.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The cross-entropy with ``axis`` reduced.
@@ -178,14 +181,18 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     Non-negative for normalised inputs, 0 iff ``p == q``. Terms with :math:`p_i > 0 = q_i`
     are :math:`+\infty`. Gradients are finite wherever the value is: at :math:`p_i = 0` the
     derivative in :math:`p_i` is taken as 0 (as in ``jax.scipy.special.rel_entr``) and the
-    derivative in :math:`q_i` is :math:`-p_i / q_i = 0`. One logarithm per element.
+    derivative in :math:`q_i` is :math:`-p_i / q_i = 0`. One logarithm per element, of the
+    ratio formed directly (:math:`\operatorname{sign}(p_i - q_i) \operatorname{log1p}(|p_i -
+    q_i| / \min(p_i, q_i))`), so a KL of :math:`10^{-14}` between nearly equal inputs keeps its
+    relative accuracy; a ratio past the largest float is scaled first (no overflow to inf).
+    Second derivatives are finite at tiny entries (e.g. :math:`10^{-20}` in float32).
 
     Args:
       p: reference probabilities along ``axis``, shape ``[..., n]``.
       q: probabilities, broadcast-compatible with ``p``.
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries leave the sum and get zero gradient.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The divergence with ``axis`` reduced.
@@ -212,15 +219,17 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     derivative in both is taken as :math:`\tfrac12 \log 2` (exact in the non-zero argument;
     the one-sided derivative in the vanishing one is :math:`-\infty`).
 
-    One mask per entry (both non-zero), not one for each of :math:`p, q`: on XLA CPU the
-    single mask keeps the loop one fused pass over memory, about 4x faster than two.
+    Summed per entry as :math:`p_i \operatorname{log1p}(d_i) + q_i \operatorname{log1p}(-d_i)`,
+    :math:`d_i = (p_i - q_i)/(p_i + q_i)`: accurate relative to a JS of :math:`10^{-15}`
+    between nearly equal inputs, and without any select in the loop (on XLA CPU a
+    compare-and-select splits the fused pass over memory).
 
     Args:
       p: probabilities along ``axis``, shape ``[..., n]``.
       q: probabilities, broadcast-compatible with ``p``.
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries leave the sum and get zero gradient.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The divergence with ``axis`` reduced.
@@ -476,7 +485,7 @@ def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike |
       logits: unnormalised log-probabilities along ``axis``, shape ``[..., n]``.
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries are left out of the softmax and the sum.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The entropy with ``axis`` reduced.
@@ -504,7 +513,7 @@ def cross_entropy_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
       logits_q: model logits, broadcast-compatible with ``logits_p``.
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries are left out of both softmaxes and the sum.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The cross-entropy with ``axis`` reduced.
@@ -532,7 +541,7 @@ def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
       logits_q: logits, broadcast-compatible with ``logits_p``.
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries are left out of both softmaxes and the sum.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The divergence with ``axis`` reduced.
@@ -558,7 +567,7 @@ def js_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
       logits_q: logits, broadcast-compatible with ``logits_p``.
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries are left out of both softmaxes and the sum.
-      base: logarithm base; ``None`` for nats, 2 for bits.
+      base: logarithm base, a real scalar; ``None`` for nats, 2 for bits.
 
     Returns:
       The divergence with ``axis`` reduced.

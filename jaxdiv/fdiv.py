@@ -277,7 +277,8 @@ def renyi_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
     Non-decreasing in α, in :math:`[0, \infty]` for α ≥ 0; :math:`R_0 = -\log \sum_{p_i>0} q_i`
     (the α → 0⁺ limit), :math:`R_{1/2} = -2 \log \sum_i \sqrt{p_i q_i}`, :math:`R_2 = \log(1 +
     \chi^2)`. +inf for α ≥ 1 if some :math:`q_i = 0 < p_i`; for α < 0 it is ≤ 0, and -inf if
-    some :math:`p_i = 0 < q_i`. The sum is divided by :math:`\sum_i p_i` (Rényi's form for
+    some :math:`p_i = 0 < q_i`; 0 when ``where`` keeps no entry. The sum is divided by
+    :math:`\sum_i p_i` (Rényi's form for
     incomplete distributions: with ``where``, R_1 = KL / Σp over the kept entries). Either a
     ``logsumexp`` or, whichever rounds less, the exact
     :math:`A \log(1 + (\alpha-1) A) / ((\alpha-1) A)` with
@@ -349,7 +350,8 @@ def f_divergence(p: ArrayLike, q: ArrayLike, f: Callable[[jax.Array], jax.Array]
     Args:
       p: probabilities along ``axis``, shape ``[..., n]``.
       q: reference probabilities (the measure of the ratio), broadcast-compatible with ``p``.
-      f: a Python callable applied elementwise to arrays with ``jax.numpy`` operations.
+      f: a Python callable applied elementwise to arrays with ``jax.numpy`` operations,
+        returning real values (a complex result raises ``TypeError``).
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries leave the sum and get zero gradient.
       f_at_zero: :math:`f(0^+)`; scalar or broadcastable to the batch shape.
