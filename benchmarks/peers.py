@@ -312,6 +312,8 @@ def _ref(quantity, p, q=None, alpha=None):
         return mp.fsum(abs(a - b) for a, b in pq) / 2
     if quantity == "alpha":  # the positive-measure form (TFP's self-normalised amari_alpha)
         al = mp.mpf(alpha)
+        if any((al > 1 and a > 0 == b) or (al < 0 and b > 0 == a) for a, b in pq):
+            return mp.inf
         return mp.fsum(al * a + (1 - al) * b - (a ** al * b ** (1 - al) if a > 0 and b > 0
                                                  else 0) for a, b in pq) / (al * (1 - al))
     raise ValueError(quantity)
