@@ -4,7 +4,7 @@ Question: on the same inputs, in one process, is jaxdiv at least as fast as the 
 computing the same quantity (values and gradients), and how accurate is each library on the
 hard cases (zeros, disjoint supports, -inf and +-1e4 logits, p ~ q, peaked distributions)?
 
-Command: ``python -m benchmarks.peers`` (full, about 3 minutes on 2 CPU cores) or
+Command: ``python -m benchmarks.peers`` (full; sized for about 3 minutes on 2 quiet cores) or
 ``python -m benchmarks.peers --quick`` (smaller inputs, fewer rounds, about a minute).
 ``--sections discrete,fdiv,gaussian,samples`` picks sections.
 
