@@ -25,6 +25,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
@@ -419,13 +420,24 @@ def _cross_entropy_logits(lp, lq, axis):
     return _sum_or_inf(-p * logq, p_only, axis)
 
 
-@_cross_entropy_logits.defjvp
+def _tangent(parts, axis, like):
+    """Sums the (coefficient, tangent) pairs whose tangent is not a symbolic zero: the gradient
+    in one argument only (a student's logits) skips the other's work."""
+    live = [c() * t for c, t in parts if not isinstance(t, SymbolicZero)]
+    return jnp.sum(sum(live[1:], live[0]), axis=axis) if live else jnp.zeros_like(like)
+
+
 def _cross_entropy_logits_jvp(axis, primals, tangents):
     p, q, logq, p_only = _ce_parts(*primals, axis)
-    ce = -jnp.sum(p * logq, axis=axis, keepdims=True)
-    dlp, dlq = tangents
-    dce = jnp.sum(-p * (logq + ce) * dlp + (q - p) * dlq, axis=axis)
-    return _sum_or_inf(-p * logq, p_only, axis), dce
+    value = _sum_or_inf(-p * logq, p_only, axis)
+
+    def dp():
+        return -p * (logq - jnp.sum(p * logq, axis=axis, keepdims=True))
+
+    return value, _tangent([(dp, tangents[0]), (lambda: q - p, tangents[1])], axis, value)
+
+
+_cross_entropy_logits.defjvp(_cross_entropy_logits_jvp, symbolic_zeros=True)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -434,15 +446,18 @@ def _kl_logits(lp, lq, axis):
     return _sum_or_inf(p * u, p_only, axis)
 
 
-@_kl_logits.defjvp
 def _kl_logits_jvp(axis, primals, tangents):
     # d: the value of u, the derivatives of log p - log q (smooth to every order)
     p, q, d, p_only = _log_ratio_logits(*primals, axis, differentiable=True)
     value = _sum_or_inf(p * d, p_only, axis)
-    kl = jnp.sum(p * d, axis=axis, keepdims=True)
-    dlp, dlq = tangents
-    dkl = jnp.sum(p * (d - kl) * dlp + (q - p) * dlq, axis=axis)
-    return value, dkl
+
+    def dp():
+        return p * (d - jnp.sum(p * d, axis=axis, keepdims=True))
+
+    return value, _tangent([(dp, tangents[0]), (lambda: q - p, tangents[1])], axis, value)
+
+
+_kl_logits.defjvp(_kl_logits_jvp, symbolic_zeros=True)
 
 
 def _js_from_logits(lp, lq, axis):
