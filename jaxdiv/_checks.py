@@ -36,8 +36,9 @@ def as_float(fn: str, name: str, x: Any) -> jax.Array:
         raise TypeError(f"{fn}: argument {name} must be a real array, got {type(x).__name__}")
     try:
         x = jnp.asarray(x)
-    except TypeError as err:
-        raise TypeError(f"{fn}: argument {name} must be a real array, got {_describe(x)}") from err
+    except (TypeError, ValueError) as err:  # ValueError: ragged nested lists
+        raise TypeError(f"{fn}: argument {name} must be a real array (a ragged list is not one), "
+                        f"got {_describe(x)}: {err}") from err
     if jnp.issubdtype(x.dtype, jnp.complexfloating):
         raise TypeError(f"{fn}: argument {name} is complex ({x.dtype}); expected real values")
     if not jnp.issubdtype(x.dtype, jnp.number) and x.dtype != jnp.bool_:
@@ -47,11 +48,17 @@ def as_float(fn: str, name: str, x: Any) -> jax.Array:
     return x
 
 
+@functools.cache
+def _raw_key_shape() -> tuple[int, ...]:
+    return tuple(jax.random.key_data(jax.random.key(0)).shape)
+
+
 def check_key(fn: str, key: Any, name: str = "key") -> None:
-    """Checks that ``key`` is one PRNG key: ``jax.random.key(seed)`` or a raw uint32 key."""
-    dtype, ndim = getattr(key, "dtype", None), getattr(key, "ndim", None)
-    if dtype is not None and ((jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and ndim == 0)
-                              or (dtype == np.uint32 and ndim == 1)):
+    """Checks that ``key`` is one PRNG key: ``jax.random.key(seed)`` or a raw uint32 key of the
+    default implementation's shape (``jax.random.PRNGKey(seed)``: (2,) for threefry)."""
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if dtype is not None and ((jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ())
+                              or (dtype == np.uint32 and tuple(shape) == _raw_key_shape())):
         return
     raise TypeError(f"{fn}: {name} must be one PRNG key, e.g. jax.random.key(0), got "
                     f"{_describe(key)}{f' of dtype {dtype}' if dtype is not None else ''} "
@@ -120,7 +127,10 @@ def check_where(fn: str, where: Any, shape: Sequence[int]) -> jax.Array | None:
     """Checks a boolean ``where`` mask against the (broadcast) input shape."""
     if where is None:
         return None
-    where = jnp.asarray(where)
+    try:
+        where = jnp.asarray(where)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{fn}: where must be a boolean mask, got {_describe(where)}") from err
     if where.dtype != jnp.bool_:
         raise TypeError(f"{fn}: where must be a boolean mask, got dtype {where.dtype}")
     try:
@@ -135,10 +145,19 @@ def check_where(fn: str, where: Any, shape: Sequence[int]) -> jax.Array | None:
 
 
 def check_base(fn: str, base: Any) -> None:
-    """Checks a static logarithm base: None (nats) or a positive number other than 1."""
+    """Checks a static logarithm base: None (nats) or a positive real number other than 1."""
     if base is None or isinstance(base, jax.core.Tracer):
         return
-    b = float(base)
+    dtype = getattr(base, "dtype", None)
+    if (isinstance(base, (str, bytes, complex, bool)) or np.ndim(base) != 0
+            or (dtype is not None and not jnp.issubdtype(dtype, jnp.number))
+            or (dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating))):
+        raise TypeError(f"{fn}: base must be None or a real scalar (2 for bits), got "
+                        f"{_describe(base)} {base!r}")
+    try:
+        b = float(base)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{fn}: base must be None or a real scalar, got {base!r}") from err
     if not (b > 0 and b != 1):
         raise ValueError(f"{fn}: base must be positive and not 1, got {base}")
 
@@ -157,13 +176,21 @@ def check_probabilities(fn: str, name: str, p: jax.Array, axis: int, *,
     """Value checks for a probability vector; reported only under :func:`checked`."""
     checkify.debug_check(~jnp.any(jnp.isnan(p)), f"{fn}: argument {name} contains NaN")
     checkify.debug_check(jnp.all(p >= 0), f"{fn}: argument {name} has negative entries "
-                         "(smallest {m})", m=jnp.min(p))
+                         "(smallest {m})", m=jnp.min(p, initial=jnp.inf))  # initial: empty batch
     if normalized:
         total = jnp.sum(p, axis=axis, dtype=jnp.promote_types(p.dtype, jnp.float32))
-        err = jnp.max(jnp.abs(total - 1))
+        err = jnp.max(jnp.abs(total - 1), initial=0)
         tol = _tolerance(p.dtype, p.shape[axis])
         checkify.debug_check(err <= tol, f"{fn}: argument {name} does not sum to 1 along axis "
                              f"{axis} (largest error {{e}}, tolerance {tol:.1e})", e=err)
+
+
+def check_unit_interval(fn: str, name: str, p: jax.Array) -> None:
+    """Value checks for elementwise probabilities in [0, 1]; reported only under :func:`checked`."""
+    checkify.debug_check(~jnp.any(jnp.isnan(p)), f"{fn}: argument {name} contains NaN")
+    checkify.debug_check(jnp.all((p >= 0) & (p <= 1)), f"{fn}: argument {name} has entries "
+                         "outside [0, 1] (smallest {m}, largest {M})",
+                         m=jnp.min(p, initial=jnp.inf), M=jnp.max(p, initial=-jnp.inf))
 
 
 def check_finite(fn: str, name: str, x: jax.Array) -> None:
@@ -174,7 +201,7 @@ def check_finite(fn: str, name: str, x: jax.Array) -> None:
 def check_positive(fn: str, name: str, x: jax.Array) -> None:
     """Value check that ``x > 0`` everywhere; reported only under :func:`checked`."""
     checkify.debug_check(jnp.all(x > 0), f"{fn}: argument {name} must be > 0 "
-                         "(smallest {m})", m=jnp.min(x))
+                         "(smallest {m})", m=jnp.min(x, initial=jnp.inf))
 
 
 def checked(fn: Callable[..., Any]) -> Callable[..., Any]:

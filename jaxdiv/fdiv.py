@@ -22,8 +22,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
-from jaxdiv._numerics import finish, mask_of, masked_sum, safe
-from jaxdiv.discrete import _log_softmax, _pair, kl_divergence
+from jaxdiv._numerics import expm1_minus_x, finish, log_ratio, mask_of, masked_sum, ratio, safe
+from jaxdiv.discrete import _log_ratio_logits, _log_softmax, _pair, kl_divergence
 
 __all__ = ["alpha_divergence", "alpha_divergence_with_logits", "chi_square_divergence",
            "f_divergence", "hellinger_distance", "jeffreys_divergence", "renyi_divergence",
@@ -78,8 +78,11 @@ def _param(fn, name, x, shape, ax, dtype):
 # Log-space pieces shared by alpha and Renyi (sums keep the event axis with size 1): p, q; log p,
 # log q where `both` (p > 0 and q > 0 and where), 0 elsewhere; whether some p > 0 = q, q > 0 = p;
 # (sum p, sum q) over where, (1, 1) for logits; (sum p over p > 0 = q, sum q over q > 0 = p);
-# (KL(p || q), KL(q || p)) over `both`; the event axis.
-_Parts = namedtuple("_Parts", "p q lp lq both any_p any_q sums edges kls ax")
+# (KL(p || q), KL(q || p)) over `both`; the log-ratio r = log(p / q) formed directly (not as
+# lp - lq, which carries the rounding of both logarithms), 0 off `both`; (sum p E(-r), sum q E(r))
+# over `both` with E(x) = e^x - 1 - x: KL plus sum q - sum p, term by term >= 0, so without the
+# rounding of the sums (None for logits, whose sums are exactly 1); the event axis.
+_Parts = namedtuple("_Parts", "p q lp lq both any_p any_q sums edges kls r pms ax")
 
 
 def _run(fn, body, x, y, axis, where, base=None, alpha=None, logits=False):
@@ -108,27 +111,32 @@ def _run_checked(x, y, alpha, where, base, *, fn, body, axis, logits):
 def _parts(x, y, where, ax, logits):
     if logits:
         (lp, p, P), (lq, q, Q) = _log_softmax(x, ax, where), _log_softmax(y, ax, where)
+        mx, my = (x, y) if where is None else (jnp.where(where, v, -jnp.inf) for v in (x, y))
+        r = _log_ratio_logits(mx, my, ax, differentiable=True)[2]
     else:
         p, q = x, y
         P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
-        lp, lq = jnp.log(safe(P & Q, p)), jnp.log(safe(P & Q, q))
+        sp, sq = safe(P & Q, p), safe(P & Q, q)
+        lp, lq, r = jnp.log(sp), jnp.log(sq), log_ratio(sp, sq)
     both, p_only, q_only = P & Q, P & ~Q, Q & ~P
-    lp, lq = safe(both, lp, 0.0), safe(both, lq, 0.0)
+    lp, lq, r = safe(both, lp, 0.0), safe(both, lq, 0.0), safe(both, r, 0.0)
     if logits:  # KL over `both` in log space (kl_divergence_with_logits renormalises a mask)
-        kls = (_ksum(both, p * (lp - lq), ax), _ksum(both, q * (lq - lp), ax))
+        kls = (_ksum(both, p * r, ax), _ksum(both, -q * r, ax))
         sums = (jnp.ones_like(kls[0]),) * 2  # softmax is normalised: a sum adds only rounding
+        pms = None
     else:
         kls = tuple(jnp.expand_dims(kl_divergence(u, v, axis=ax, where=both), ax)
                     for u, v in ((p, q), (q, p)))
         sums = (_ksum(P, p, ax), _ksum(Q, q, ax))
+        pms = (_ksum(both, p * expm1_minus_x(-r), ax), _ksum(both, q * expm1_minus_x(r), ax))
     edges = (_ksum(p_only, p, ax), _ksum(q_only, q, ax))
     anys = (jnp.any(p_only, axis=ax, keepdims=True), jnp.any(q_only, axis=ax, keepdims=True))
-    return _Parts(p, q, lp, lq, both, *anys, sums, edges, kls, ax)
+    return _Parts(p, q, lp, lq, both, *anys, sums, edges, kls, r, pms, ax)
 
 
-def _moments(la, lb, a, s, lse, both, tn, ax):
-    """sum a r^2 E2(tn r) over `both`, r = la - lb, and the rounding-error scale of each form."""
-    r = la - lb
+def _moments(la, r, a, s, lse, both, tn, ax):
+    """sum a r^2 E2(tn r) over `both`, r = log(a / b), and the rounding-error scale of each
+    form."""
     w = _ksum(both, _w(la, a, r, tn), ax)
     # First-order rounding errors in units of eps, only to choose a form: the logsumexp carries
     # eps |s_i| per term (softmax-weighted), the KL-anchored form eps a_i |r_i| per term.
@@ -147,7 +155,7 @@ def _alpha(x, y, where, ax, alpha, logits):
     def pick(x, y):
         return jnp.where(sw, y, x)
 
-    a, la, lb = pick(z.p, z.q), pick(z.lp, z.lq), pick(z.lq, z.lp)
+    a, la, lb, r = pick(z.p, z.q), pick(z.lp, z.lq), pick(z.lq, z.lp), pick(z.r, -z.r)
     (sa, sb), kl, ea = (pick(*z.sums), pick(*z.sums[::-1])), pick(*z.kls), pick(*z.edges)
     any_a = pick(z.any_p, z.any_q)
     t = beta - 1
@@ -155,13 +163,15 @@ def _alpha(x, y, where, ax, alpha, logits):
     lse = jax.nn.logsumexp(s, axis=ax, where=z.both, keepdims=True)
     ok = lse <= 20  # no overflow in the KL-anchored terms
     tn = jnp.where(ok, t, 0)
-    w, spread, err_near = _moments(la, lb, a, s, lse, z.both, tn, ax)
+    w, spread, err_near = _moments(la, r, a, s, lse, z.both, tn, ax)
     lin = beta * sa + (1 - beta) * sb
     m = jnp.exp(jnp.minimum(lse, 20))
     near = (t == 0) | (ok & (jnp.abs(t) * err_near <= lin + m * (1 + spread)))
     # KL-anchored, exact for any t: sum_i [b - a + a r + t a r^2 E2(t r)] / beta, r = log(a/b).
     neg = tn < 0
     mass = (sb - sa) + ea  # sum of (b - a) over `both`, plus b over b_only
+    if z.pms is not None:  # the same KL + mass term by term: no rounding of the sums
+        kl, mass = pick(*z.pms), pick(*z.edges[::-1])
     d_near = ((kl + tn * w + mass) / (1 + tn)
               + jnp.where(neg, ea / jnp.where(neg, -tn, 1), jnp.where(any_a, inf, 0)))
     # Direct: (beta S_a + (1 - beta) S_b - sum a^beta b^(1 - beta)) / (beta (1 - beta)).
@@ -183,7 +193,7 @@ def _renyi(x, y, where, ax, alpha, logits):
     lrel = lse - jnp.log(sp)  # log(M / S_p)
     ok = jnp.abs(lrel) <= 1  # M / S_p in [1/e, e]: no overflow, and 1 + t A > 0
     tn = jnp.where(ok, t, 0)
-    w, spread, err_near = _moments(z.lp, z.lq, z.p, s, lse, z.both, tn, ax)
+    w, spread, err_near = _moments(z.lp, z.r, z.p, s, lse, z.both, tn, ax)
     near = ~any_p & ((t == 0) | (ok & (jnp.abs(t) * err_near <= (1 + spread) * sp)))
     # KL-anchored, exact: M / S_p = 1 + t A with A = (KL + t sum p r^2 E2(t r)) / S_p.
     big_a = (z.kls[0] + tn * w) / sp
@@ -192,7 +202,8 @@ def _renyi(x, y, where, ax, alpha, logits):
     out = jnp.where(any_q & (al < 0), -inf, out)
     rmax = jnp.max(jnp.where(z.both, z.lp - z.lq, -inf), axis=ax, keepdims=True)
     out = jnp.where(at_inf, jnp.where(any_p, inf, rmax), out)
-    return jnp.squeeze(out, ax)
+    empty = ~(jnp.any(z.both, axis=ax, keepdims=True) | any_p | any_q)
+    return jnp.squeeze(jnp.where(empty, 0, out), ax)  # nothing kept: the empty sum, 0
 
 
 def alpha_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int = -1,
@@ -287,7 +298,8 @@ def renyi_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
     Non-decreasing in α, in :math:`[0, \infty]` for α ≥ 0; :math:`R_0 = -\log \sum_{p_i>0} q_i`
     (the α → 0⁺ limit), :math:`R_{1/2} = -2 \log \sum_i \sqrt{p_i q_i}`, :math:`R_2 = \log(1 +
     \chi^2)`. +inf for α ≥ 1 if some :math:`q_i = 0 < p_i`; for α < 0 it is ≤ 0, and -inf if
-    some :math:`p_i = 0 < q_i`. The sum is divided by :math:`\sum_i p_i` (Rényi's form for
+    some :math:`p_i = 0 < q_i`; 0 when ``where`` keeps no entry. The sum is divided by
+    :math:`\sum_i p_i` (Rényi's form for
     incomplete distributions: with ``where``, R_1 = KL / Σp over the kept entries). Either a
     ``logsumexp`` or, whichever rounds less, the exact
     :math:`A \log(1 + (\alpha-1) A) / ((\alpha-1) A)` with
@@ -380,7 +392,8 @@ def f_divergence(p: ArrayLike, q: ArrayLike, f: Callable[[jax.Array], jax.Array]
     Args:
       p: probabilities along ``axis``, shape ``[..., n]``.
       q: reference probabilities (the measure of the ratio), broadcast-compatible with ``p``.
-      f: a Python callable applied elementwise to arrays with ``jax.numpy`` operations.
+      f: a Python callable applied elementwise to arrays with ``jax.numpy`` operations,
+        returning real values (a complex result raises ``TypeError``).
       axis: the event axis (static under jit).
       where: boolean mask; ``False`` entries leave the sum and get zero gradient.
       f_at_zero: :math:`f(0^+)`; scalar or broadcastable to the batch shape.
@@ -415,6 +428,9 @@ def f_divergence(p: ArrayLike, q: ArrayLike, f: Callable[[jax.Array], jax.Array]
     both, p_only, q_only = P & Q, P & ~Q, Q & ~P
     sq = safe(both, q)
     ft = jnp.asarray(f(safe(both, p) / sq))
+    if not jnp.issubdtype(ft.dtype, jnp.floating) and not jnp.issubdtype(ft.dtype, jnp.integer):
+        raise TypeError(f"{fn}: f must return real values, got dtype {ft.dtype} (a complex f "
+                        "would lose its imaginary part)")
     if ft.shape != shape:
         raise ValueError(f"{fn}: f must act elementwise, but maps shape {shape} to {ft.shape}")
     if f_at_zero is None:
@@ -504,7 +520,9 @@ def hellinger_distance(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 def _hellinger(p, q, where, ax, *_):
     P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
-    diff = jnp.where(P, jnp.sqrt(safe(P, p)), 0) - jnp.where(Q, jnp.sqrt(safe(Q, q)), 0)
+    # sqrt p - sqrt q = (p - q) / (sqrt p + sqrt q): no cancellation where p ~ q.
+    root = jnp.where(P, jnp.sqrt(safe(P, p)), 0) + jnp.where(Q, jnp.sqrt(safe(Q, q)), 0)
+    diff = ratio(jnp.where(P, p, 0) - jnp.where(Q, q, 0), safe(P | Q, root))
     h2 = 0.5 * jnp.sum(diff * diff, axis=ax)
     pos = _pos(h2)
     return jnp.where(pos, jnp.sqrt(safe(pos, h2)), 0)
@@ -546,7 +564,8 @@ def chi_square_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 def _chi_square(p, q, where, ax, *_):
     Q, p_only = mask_of(_pos(q), where), mask_of(_pos(p) & ~_pos(q), where)
-    total = masked_sum(Q, (p - q) ** 2 / safe(Q, q), ax)
+    d = p - q
+    total = masked_sum(Q, d * ratio(d, safe(Q, q)), ax)  # ratio: no q^-2 in the derivatives
     return jnp.where(jnp.any(p_only, axis=ax), jnp.inf, total)
 
 
@@ -557,7 +576,8 @@ def jeffreys_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     .. math:: J(p, q) = \mathrm{KL}(p \,\|\, q) + \mathrm{KL}(q \,\|\, p)
        = \sum_i (p_i - q_i) \log \frac{p_i}{q_i}.
 
-    +inf unless p and q share their support. Two calls of :func:`jaxdiv.kl_divergence`.
+    +inf unless p and q share their support. Summed as the second form, whose terms are all
+    non-negative (the log-ratio formed directly, accurate where :math:`p \approx q`).
 
     Args:
       p: probabilities along ``axis``, shape ``[..., n]``.
@@ -586,4 +606,22 @@ def jeffreys_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 
 def _jeffreys(p, q, where, ax, *_):
-    return kl_divergence(p, q, axis=ax, where=where) + kl_divergence(q, p, axis=ax, where=where)
+    P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
+    both = P & Q
+    sp, sq = safe(both, p), safe(both, q)
+    total = masked_sum(both, _jeffreys_term(sp, sq), ax)  # every term >= 0
+    return jnp.where(jnp.any(P != Q, axis=ax), jnp.inf, total)
+
+
+@jax.custom_jvp
+def _jeffreys_term(p, q):
+    """(p - q) log(p / q), with derivatives log(p/q) + 1 - q/p and -log(p/q) + 1 - p/q whose
+    own derivatives never form p^-2 or q^-2 (finite Hessians at tiny entries)."""
+    return (p - q) * log_ratio(p, q)
+
+
+@_jeffreys_term.defjvp
+def _jeffreys_term_jvp(primals, tangents):
+    (p, q), (dp, dq) = primals, tangents
+    lr = log_ratio(p, q)
+    return (p - q) * lr, (lr + 1 - ratio(q, p)) * dp + (1 - lr - ratio(p, q)) * dq

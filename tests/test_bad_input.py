@@ -284,7 +284,33 @@ OTHER = [
 # Round two (issue #18 and the functions added with it): one list per area, so that each grows
 # on its own. Each entry: (function name, argument name, mistake, thunk), as in OTHER.
 
+RAGGED = [[0.5, 0.5], [1.0]]
 ROUND2_DISCRETE = [  # discrete, fdiv, _checks
+    ("entropy", "base", "array base", lambda: D.entropy(P3, base=jnp.array([2.0, 3.0]))),
+    ("entropy", "base", "complex base", lambda: D.entropy(P3, base=2 + 1j)),
+    ("entropy", "base", "string base", lambda: D.entropy(P3, base="2")),
+    ("kl_divergence", "base", "boolean base", lambda: D.kl_divergence(P3, Q3, base=True)),
+    ("renyi_divergence", "base", "array base",
+     lambda: D.renyi_divergence(P3, Q3, 2.0, base=jnp.ones(2) * 2)),
+    ("js_divergence_with_logits", "base", "string base",
+     lambda: D.js_divergence_with_logits(P3, Q3, base="e")),
+    ("kl_divergence", "where", "float where", lambda: D.kl_divergence(P3, Q3, where=jnp.ones(3))),
+    ("alpha_divergence", "where", "integer where",
+     lambda: D.alpha_divergence(P3, Q3, 0.5, where=jnp.ones(3, jnp.int32))),
+    ("js_divergence_with_logits", "where", "string where",
+     lambda: D.js_divergence_with_logits(P3, Q3, where="yes")),
+    ("entropy_with_logits", "where", "ragged where",
+     lambda: D.entropy_with_logits(P3, where=[[True], [True, False]])),
+    ("entropy", "p", "ragged list", lambda: D.entropy(RAGGED)),
+    ("kl_divergence", "q", "ragged list", lambda: D.kl_divergence(P3, RAGGED)),
+    ("total_variation", "p", "ragged list", lambda: D.total_variation(RAGGED, Q3)),
+    ("information", "p", "ragged list", lambda: D.information(RAGGED)),
+    ("f_divergence", "f", "complex-valued f",
+     lambda: D.f_divergence(P3, Q3, lambda t: (t - 1) ** 2 * (1 + 1j))),
+    ("sliced_wasserstein", "key", "uint32 array of the wrong shape",
+     lambda: D.sliced_wasserstein(jnp.zeros(3, jnp.uint32), X, Y)),
+    ("sliced_wasserstein", "key", "uint32 matrix", lambda: D.sliced_wasserstein(
+        jnp.zeros((2, 2), jnp.uint32), X, Y)),
 ]
 
 
@@ -563,6 +589,11 @@ CHECKED = [
     ("alpha_divergence", "q", "negative probability",
      lambda: D.checked(jax.jit(D.alpha_divergence))(P3, NEG, 0.5)),
     ("entropy", "p", "unnormalised, eager", lambda: D.checked(D.entropy)(UNNORM)),
+    ("binary_entropy", "p", "probability > 1", lambda: D.checked(D.binary_entropy)(1.5)),
+    ("binary_entropy", "p", "negative probability, jit",
+     lambda: D.checked(jax.jit(D.binary_entropy))(NEG)),
+    ("information", "p", "scalar > 1", lambda: D.checked(D.information)(1.5)),
+    ("information", "p", "scalar < 0, jit", lambda: D.checked(jax.jit(D.information))(-0.1)),
     ("distillation_loss", "temperature", "traced temperature < 0",
      lambda: D.checked(jax.jit(L.distillation_loss))(P3, Q3, temperature=-1.0)),
     ("linear_distillation_loss", "labels", "labels outside [0, V)",

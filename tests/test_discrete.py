@@ -346,3 +346,69 @@ def test_logit_twins_derivatives_to_second_order(where):
         check_grads(lambda a, b, f=f: f(fill(a), b, **kw), (x0, lq), order=2, modes=["fwd", "rev"])
     check_grads(lambda a: entropy_with_logits(fill(a), **kw), (x0,), order=2,
                 modes=["fwd", "rev"])
+
+
+# --- round-two limits (issue 18) ----------------------------------------------------------------
+
+_ALL = {  # every (p, q) function of discrete and fdiv, with its probability / logit inputs
+    "kl_divergence": kl_divergence, "cross_entropy": cross_entropy, "js_divergence": js_divergence,
+    "kl_divergence_with_logits": kl_divergence_with_logits,
+    "cross_entropy_with_logits": cross_entropy_with_logits,
+    "js_divergence_with_logits": js_divergence_with_logits,
+    "entropy": lambda p, q, **k: entropy(p, **k),
+    "entropy_with_logits": lambda p, q, **k: entropy_with_logits(p, **k),
+    "alpha_divergence": lambda p, q, **k: jaxdiv.alpha_divergence(p, q, 0.5, **k),
+    "alpha_divergence_with_logits": lambda p, q, **k: jaxdiv.alpha_divergence_with_logits(
+        p, q, 2.0, **k),
+    "renyi_divergence": lambda p, q, **k: jaxdiv.renyi_divergence(p, q, 0.5, **k),
+    "renyi_divergence_with_logits": lambda p, q, **k: jaxdiv.renyi_divergence_with_logits(
+        p, q, 2.0, **k),
+    "chi_square_divergence": jaxdiv.chi_square_divergence,
+    "hellinger_distance": jaxdiv.hellinger_distance,
+    "jeffreys_divergence": jaxdiv.jeffreys_divergence,
+    "total_variation": jaxdiv.total_variation,
+    "f_divergence": lambda p, q, **k: jaxdiv.f_divergence(p, q, lambda t: (t - 1) ** 2, **k),
+}
+
+
+def test_every_entry_masked_is_the_empty_sum():
+    # The logit twins returned NaN here (a softmax over nothing); the limit is the empty sum, 0,
+    # as for the probability forms, with zero (finite) gradients.
+    p, q = jnp.array([[0.2, 0.3, 0.5]]), jnp.array([[0.4, 0.4, 0.2]])
+    none = jnp.zeros((1, 3), bool)
+    for name, f in _ALL.items():
+        assert float(f(p, q, where=none)[0]) == 0.0, name
+        g = jax.grad(lambda a, b, f=f: f(a, b, where=none).sum(), (0, 1))(p, q)
+        assert all(bool(jnp.all(t == 0)) for t in g), name
+
+
+def test_empty_batch_gives_an_empty_result():
+    # (0, n) inputs crashed in an eager min that only built a check message.
+    e = jnp.ones((0, 3))
+    for name, f in _ALL.items():
+        assert f(e, e).shape == (0,), name
+        assert jaxdiv.checked(f)(e, e).shape == (0,), name
+
+
+def test_derivatives_at_tiny_entries_float32():
+    # Entries of 1e-20 in float32: autodiff of log(p / q) forms q^-2 = 1e40 (inf), so the KL
+    # gradient in q was -inf and the Hessians inf or NaN, though every true value is below 1e21.
+    p = jnp.array([0.5, 1e-20, 0.5 - 1e-20], jnp.float32)
+    q = jnp.array([0.5 - 1e-20, 2e-20, 0.5 - 1e-20], jnp.float32)
+    pn, qn = _np(p), _np(q)
+    np.testing.assert_allclose(jax.grad(kl_divergence, 1)(p, q), -pn / qn, rtol=1e-5)
+    hess = {  # diagonal second derivatives, closed forms
+        (entropy, 0): -1 / pn,
+        (kl_divergence, 0): 1 / pn, (kl_divergence, 1): pn / qn ** 2,
+        (cross_entropy, 1): pn / qn ** 2,
+        (js_divergence, 0): 0.5 * (1 / pn - 1 / (pn + qn)),
+        (jaxdiv.jeffreys_divergence, 0): 1 / pn + qn / pn ** 2,
+        (jaxdiv.jeffreys_divergence, 1): 1 / qn + pn / qn ** 2,
+    }
+    for (f, arg), want in hess.items():
+        args = (p,) if f is entropy else (p, q)
+        h = jnp.diagonal(jax.hessian(f, arg)(*args))
+        np.testing.assert_allclose(h, want, rtol=1e-5, err_msg=f.__name__)
+    d = jax.grad(jaxdiv.chi_square_divergence, (0, 1))(p, q)
+    np.testing.assert_allclose(d[0], 2 * (pn - qn) / qn, rtol=1e-5, atol=1e-6)  # 0 at 0.5
+    np.testing.assert_allclose(d[1], 1 - (pn / qn) ** 2, rtol=1e-5, atol=1e-6)
