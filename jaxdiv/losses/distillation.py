@@ -24,9 +24,14 @@ from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
 from jaxdiv._numerics import compute_dtype, upcast
-from jaxdiv.discrete import _infinite_where, _log_softmax, kl_divergence_with_logits
+from jaxdiv.discrete import _log_softmax, kl_divergence_with_logits
 
 __all__ = ["distillation_loss", "linear_distillation_loss"]
+
+
+def _infinite_where(p_only: jax.Array, value: jax.Array, axis: int) -> jax.Array:
+    """``value``, or +inf where some entry has p > 0 = q (KL and cross-entropy diverge)."""
+    return jnp.where(jnp.any(p_only, axis=axis), jnp.inf, value)
 
 
 def _temperature(fn: str, temperature) -> None:
