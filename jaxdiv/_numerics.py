@@ -212,3 +212,18 @@ def expm1_minus_x(x: jax.Array) -> jax.Array:
     for c in _TAYLOR:
         poly = poly * xs + c
     return jnp.where(small, poly * xs * xs, jnp.expm1(x) - x)
+
+
+def replicated(x: jax.Array) -> jax.Array:
+    """``x`` gathered onto every device when it is sharded on a mesh with Explicit axes.
+
+    ``jax.sharding.reshard`` to a fully replicated spec on ``x``'s own mesh (so no mesh context
+    is needed). A no-op for unsharded arrays and for Auto axes, where XLA inserts the gather
+    itself. Used where a computation needs every sample (a sort, a pairwise sum) or where an
+    operation's derivative rejects Explicit-sharded operands (batched triangular solves).
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is not None and any(s is not None for s in spec):
+        return jax.sharding.reshard(x, sharding.update(spec=jax.sharding.PartitionSpec()))
+    return x

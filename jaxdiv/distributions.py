@@ -42,6 +42,7 @@ from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
+from jaxdiv import _numerics as _nx
 from jaxdiv._numerics import compute_dtype
 
 __all__ = ["Mixture", "MultivariateNormal", "Normal"]
@@ -118,16 +119,7 @@ def replicated(*xs: jax.Array) -> tuple[jax.Array, ...]:
     reshape that merges a sharded axis) does not accept Explicit-sharded operands in this JAX,
     so the Gaussian code gathers them first. Other arrays are returned as they are.
     """
-    out = []
-    for x in xs:
-        sharding = getattr(jax.typeof(x), "sharding", None)
-        spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
-        explicit = mesh is not None and jax.sharding.AxisType.Explicit in getattr(
-            mesh, "axis_types", ())
-        if explicit and spec is not None and any(a is not None for a in spec):
-            x = jax.sharding.reshard(x, jax.sharding.PartitionSpec())
-        out.append(x)
-    return tuple(out)
+    return tuple(_nx.replicated(x) for x in xs)
 
 
 def _solve_lower(tril: jax.Array, v: jax.Array) -> jax.Array:

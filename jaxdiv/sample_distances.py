@@ -14,11 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import checkify
-from jax.sharding import PartitionSpec
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
-from jaxdiv._numerics import compute_dtype, safe, uniform_weights
+from jaxdiv._numerics import compute_dtype, replicated, safe, uniform_weights
 
 __all__ = ["energy_distance", "mmd", "sliced_wasserstein", "wasserstein_1d"]
 
@@ -26,17 +25,6 @@ __all__ = ["energy_distance", "mmd", "sliced_wasserstein", "wasserstein_1d"]
 # Exact 1-D Wasserstein and sliced Wasserstein
 
 HIGHEST = lax.Precision.HIGHEST
-
-
-def _replicated(x: jax.Array) -> jax.Array:
-    """``x`` gathered onto every device when it is sharded on a mesh with Explicit axes.
-
-    A no-op for unsharded arrays and for Auto axes (where XLA inserts the gather itself).
-    """
-    sharding = jax.typeof(x).sharding
-    if any(s is not None for s in sharding.spec):
-        return jax.sharding.reshard(x, sharding.update(spec=PartitionSpec(*[None] * x.ndim)))
-    return x
 
 
 def _quantile_pairs(x, y, a, b):
@@ -103,7 +91,7 @@ def _weights_1d(fn, name, w, n, dtype):
     if w.shape != (n,):
         raise ValueError(f"{fn}: {name} has shape {w.shape}; expected ({n},) to match the values")
     C.check_probabilities(fn, name, w, -1, normalized=False)
-    w = _replicated(w.astype(dtype))
+    w = replicated(w.astype(dtype))
     total = jnp.sum(w)
     checkify.debug_check(total > 0, f"{fn}: argument {name} sums to 0 (all weights are zero)")
     return w / total  # all-zero weights: NaN (0 / 0), reported under jaxdiv.checked
@@ -168,7 +156,7 @@ def wasserstein_1d(x: ArrayLike, y: ArrayLike, *, p: float = 1,
     cdt = compute_dtype(dtype)
     xw = _weights_1d(fn, "x_weights", x_weights, x.shape[0], cdt)
     yw = _weights_1d(fn, "y_weights", y_weights, y.shape[0], cdt)
-    x, y = _replicated(x.astype(cdt)), _replicated(y.astype(cdt))  # a sort gathers the samples
+    x, y = replicated(x.astype(cdt)), replicated(y.astype(cdt))  # a sort gathers the samples
     return _lp_norm(*_quantile_pairs(x, y, xw, yw), p).astype(dtype)
 
 
@@ -227,7 +215,7 @@ def sliced_wasserstein(key: jax.Array, x: ArrayLike, y: ArrayLike, *,
                         f"{num_projections!r}")
     if num_projections < 1:
         raise ValueError(f"{fn}: num_projections must be >= 1, got {num_projections}")
-    x, y = _replicated(x), _replicated(y)  # the sorts along the samples gather them
+    x, y = replicated(x), replicated(y)  # the sorts along the samples gather them
     theta = jax.random.normal(key, (int(num_projections), x.shape[1]), x.dtype)
     theta = theta / jnp.linalg.norm(theta, axis=1, keepdims=True)
     diff, mass = jax.vmap(lambda u, v: _quantile_pairs(u, v, a, b), in_axes=1)(
@@ -402,7 +390,7 @@ def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] 
     if isinstance(bandwidth, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{fn}: bandwidth must be a real number or None, got {bandwidth!r}")
     n, m = x.shape[0], y.shape[0]
-    x, y = _centred(_replicated(x), _replicated(y))  # the pairwise sums gather the samples
+    x, y = _centred(replicated(x), replicated(y))  # the pairwise sums gather the samples
     sigma = (_median_bandwidth(jnp.concatenate([x, y])) if bandwidth is None
              else C.positive_scalar(fn, "bandwidth", bandwidth, x.dtype))
 
@@ -458,7 +446,7 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, batch_size: int | None = None
     """
     fn = "energy_distance"
     dtype, x, y, _, _ = C.point_clouds(fn, x, y, None, None)
-    x, y = _replicated(x), _replicated(y)  # the pairwise sums gather the samples
+    x, y = replicated(x), replicated(y)  # the pairwise sums gather the samples
     inf_x, inf_y = jnp.any(jnp.isinf(x)), jnp.any(jnp.isinf(y))
     nan = jnp.any(jnp.isnan(x)) | jnp.any(jnp.isnan(y))
     x, y = _centred(jnp.where(jnp.isinf(x), 0, x), jnp.where(jnp.isinf(y), 0, y))

@@ -24,8 +24,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
-from jaxdiv._numerics import safe, uniform_weights
-from jaxdiv.sample_distances import _replicated
+from jaxdiv._numerics import replicated, safe, uniform_weights
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_divergence"]
 
@@ -377,7 +376,7 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     C.check_probabilities(fn, "b", b, -1)
     eps = _epsilon(fn, epsilon, x.dtype)
     mesh = _explicit_mesh(x, y, a, b)
-    x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
+    x, y, a, b = (replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
     ott = _ott()
 
     def solve(x, y, a, b, eps_):
@@ -470,7 +469,7 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
     C.check_probabilities(fn, "b", b, -1)
     eps = _epsilon(fn, epsilon, x.dtype)
     mesh = _explicit_mesh(x, y, a, b)
-    x, y, a, b = (_replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
+    x, y, a, b = (replicated(v) for v in (x, y, a, b))  # explicit gather of sharded samples
     ott = _ott()
 
     def divergence(x, y, a, b, eps):
