@@ -187,6 +187,46 @@ def _rel_entr_jvp(primals, tangents):
     return p * lr, (lr + 1) * dp - ratio(p, q) * dq
 
 
+@jax.custom_jvp
+def kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
+    r""":math:`p \log(p/q)` for :math:`p, q \ge 0`: 0 at :math:`p = 0`, :math:`+\infty` at
+    :math:`p > 0 = q`, with the accuracy of :func:`log_ratio` and no compare-and-select.
+
+    .. math:: p \log \frac{p}{q} = p \operatorname{sign}(p - q)
+       \operatorname{log1p}\Bigl(\frac{|p - q|}{\min(p, q)}\Bigr).
+
+    Built for one fused pass on XLA CPU (its YNNPACK loops run min, max, arithmetic, ``ceil``,
+    ``log`` and ``log1p`` at full speed; a select, ``sign``, ``copysign``, a clamp or bit casts
+    each cost about as much as the whole formula): the denominator is lifted to the smallest
+    normal float by :math:`\max(\min(p, q), \text{tiny} (1 - \lceil p \rceil))`, which only
+    acts at :math:`p = 0` (:math:`0 \cdot` finite there); the sign is :math:`(p - q) /
+    \max(|p - q|, \text{tiny})`; where the quotient passes :math:`2^{e-2}` (:math:`e` the
+    maximal exponent) the ``log1p`` is capped there and :math:`\log(4 |p - q| 2^{-e} / \min(p,
+    q))` (formed with two half scalings, so neither overflows nor flushes) adds the rest, 0
+    below the cap. Subnormal inputs count as 0 where flushed (XLA CPU), as values elsewhere.
+    JVP: :math:`(\log(p/q) + 1) \dot p - (p/q) \dot q` where :math:`p > 0`,
+    0 at :math:`p = 0` (as ``jax.scipy.special.rel_entr``), through :func:`log_ratio` and
+    :func:`ratio` on double-``where`` inputs, so every derivative order stays finite.
+    """
+    fi = jnp.finfo(p.dtype)
+    lo = jnp.maximum(jnp.minimum(p, q), fi.tiny * (1 - jnp.ceil(p)))  # tiny at p = 0 only
+    d = p - q
+    a = jnp.abs(d)
+    h = 2.0 ** (fi.maxexp // 2)
+    capped = jnp.log1p(jnp.minimum(a / lo, 2.0 ** (fi.maxexp - 2)))
+    rest = jnp.log(jnp.maximum((a * (4 / h)) / (lo * h), 1))
+    return (p * (capped + rest)) * (d / jnp.maximum(a, fi.tiny))
+
+
+@kl_term.defjvp
+def _kl_term_jvp(primals, tangents):
+    (p, q), (dp, dq) = primals, tangents
+    mask = p != 0
+    sp, sq = safe(mask, p), safe(mask, q)
+    lr = log_ratio(sp, sq)
+    return kl_term(p, q), jnp.where(mask, (lr + 1) * dp - ratio(sp, sq) * dq, 0)
+
+
 LOG2 = math.log(2.0)
 
 
