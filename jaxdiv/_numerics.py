@@ -170,24 +170,6 @@ def _xlogy_jvp(primals, tangents):
 
 
 @jax.custom_jvp
-def rel_entr(p: jax.Array, q: jax.Array) -> jax.Array:
-    r""":math:`p \log(p/q)` for :math:`p, q > 0`, the log-ratio from :func:`log_ratio`.
-
-    JVP :math:`(\log(p/q) + 1) \dot p - (p/q) \dot q`, so the derivative in ``q`` at
-    :math:`q = 10^{-20}` (float32) is :math:`-p/q`, not :math:`-p \cdot q^{-2} \cdot q = -\infty`,
-    and second derivatives are :math:`1/p`, :math:`-1/q`, :math:`p/q^2` where representable.
-    """
-    return p * log_ratio(p, q)
-
-
-@rel_entr.defjvp
-def _rel_entr_jvp(primals, tangents):
-    (p, q), (dp, dq) = primals, tangents
-    lr = log_ratio(p, q)
-    return p * lr, (lr + 1) * dp - ratio(p, q) * dq
-
-
-@jax.custom_jvp
 def kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
     r""":math:`p \log(p/q)` for :math:`p, q \ge 0`: 0 at :math:`p = 0`, :math:`+\infty` at
     :math:`p > 0 = q`, with the accuracy of :func:`log_ratio` and no compare-and-select.
