@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The accelerator check: the whole test suite, then the GPU benchmark rows, on a machine with an
-# accelerator and no network, in about 6 minutes on one H200, ending with a summary.
+# accelerator and no network, in about 7 minutes on one H200, ending with a summary.
 #
 #   bash benchmarks/accelerator_check.sh [--wheels DIR] [--out DIR] [--workers N]
 #        [--tests-timeout S] [--bench-timeout S] [--skip-tests] [--skip-bench] [--quick]
@@ -21,6 +21,7 @@
 #   transport  python -m benchmarks.transport --sizes 16384 --epsilon 0.01 --threshold 1e-3
 #              --skip-pot --online-size 65536
 #   sweep      python -m benchmarks.sweep --fits 4096 --steps 2000 --samples 256
+#   distillation  python -m benchmarks.distillation --gpu --rounds 2 (8192 x 4096 x 128,256 bf16)
 # --quick runs a handful of tests and tiny benchmark sizes (also on a CPU: a check of the
 # script itself). The summary (summary.md in --out, and on stdout) gives per stage the status,
 # passed/failed/error counts for the tests, and the wall time. Exit status: 0 when every stage
@@ -164,12 +165,14 @@ if [[ $quick -eq 1 ]]; then
   transport_args=(--sizes 64 --epsilon 0.1 --threshold 1e-3 --skip-pot --online-size 128
                   --batch-size 32 --w1-size 1000 --repeats 1)
   sweep_args=(--fits 8 --steps 20 --samples 16 --loop-fits 2 --repeats 1)
+  distillation_args=(--tokens 64 --hidden 16 --vocab 256 --rounds 1)
   bench_timeout="${bench_timeout:-120}"
 else
   test_args=()
   discrete_args=(--rows 65536 --cols 4096 --no-scipy)
   transport_args=(--sizes 16384 --epsilon 0.01 --threshold 1e-3 --skip-pot --online-size 65536)
   sweep_args=(--fits 4096 --steps 2000 --samples 256 --loop-fits 64 --repeats 3)
+  distillation_args=(--gpu --rounds 2)
 fi
 
 [[ ${#user_tests[@]} -gt 0 ]] && test_args=("${user_tests[@]}")
@@ -195,6 +198,8 @@ if [[ $run_bench -eq 1 ]]; then
     "$python" -m benchmarks.transport "${transport_args[@]}"
   run_stage sweep "${bench_timeout:-45}" TERM \
     "$python" -m benchmarks.sweep "${sweep_args[@]}"
+  run_stage distillation "${bench_timeout:-90}" TERM \
+    "$python" -m benchmarks.distillation "${distillation_args[@]}"
 fi
 
 write_summary
