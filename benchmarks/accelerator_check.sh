@@ -22,6 +22,8 @@
 #              --skip-pot --online-size 65536
 #   sweep      python -m benchmarks.sweep --fits 4096 --steps 2000 --samples 256
 #   distillation  python -m benchmarks.distillation --gpu --rounds 2 (8192 x 4096 x 128,256 bf16)
+#   hlo        the compiled HLO of kl_divergence_with_logits and its gradient at (65536, 4096),
+#              into hlo_kl_logits.txt (its fusions on the accelerator: RESULTS.md, H200)
 # --quick runs a handful of tests and tiny benchmark sizes (also on a CPU: a check of the
 # script itself). The summary (summary.md in --out, and on stdout) gives per stage the status,
 # passed/failed/error counts for the tests, and the wall time. Exit status: 0 when every stage
@@ -200,6 +202,14 @@ if [[ $run_bench -eq 1 ]]; then
     "$python" -m benchmarks.sweep "${sweep_args[@]}"
   run_stage distillation "${bench_timeout:-90}" TERM \
     "$python" -m benchmarks.distillation "${distillation_args[@]}"
+  run_stage hlo 60 TERM "$python" -c "import sys, jax, jax.numpy as jnp, jaxdiv
+x = jnp.zeros(tuple(map(int, sys.argv[2:4])))
+kl = jaxdiv.kl_divergence_with_logits
+grad = jax.grad(lambda a, b: kl(a, b).sum(), (0, 1))
+with open(sys.argv[1], 'w') as f:
+    for fn in (kl, grad):
+        f.write(jax.jit(fn).lower(x, x).compile().as_text() + '\\n')" \
+    "$out/hlo_kl_logits.txt" "${discrete_args[1]}" "${discrete_args[3]}"
 fi
 
 write_summary

@@ -23,7 +23,7 @@ from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
 from jaxdiv._numerics import expm1_minus_x, finish, log_ratio, mask_of, masked_sum, ratio, safe
-from jaxdiv.discrete import _log_ratio_logits, _log_softmax, _pair, kl_divergence
+from jaxdiv.discrete import _kl_terms, _log_ratio_logits, _log_softmax, _pair, kl_divergence
 
 __all__ = ["alpha_divergence", "alpha_divergence_with_logits", "chi_square_divergence",
            "f_divergence", "hellinger_distance", "jeffreys_divergence", "renyi_divergence",
@@ -120,16 +120,18 @@ def _parts(x, y, where, ax, logits):
         lp, lq, r = jnp.log(sp), jnp.log(sq), log_ratio(sp, sq)
     both, p_only, q_only = P & Q, P & ~Q, Q & ~P
     lp, lq, r = safe(both, lp, 0.0), safe(both, lq, 0.0), safe(both, r, 0.0)
-    if logits:  # KL over `both` in log space (kl_divergence_with_logits renormalises a mask)
-        kls = (_ksum(both, p * r, ax), _ksum(both, -q * r, ax))
-        sums = (jnp.ones_like(kls[0]),) * 2  # softmax is normalised: a sum adds only rounding
-        pms = None
+    edges = (_ksum(p_only, p, ax), _ksum(q_only, q, ax))
+    if logits:  # softmax is normalised: a sum would add only rounding
+        # Term by term p u + q - p >= 0 (no cancellation); sum_both p r is that sum plus the
+        # mass each side has where the other has none (softmaxes sum to 1).
+        pms = (_ksum(both, _kl_terms(p, q, r), ax), _ksum(both, _kl_terms(q, p, -r), ax))
+        kls = (pms[0] + edges[1] - edges[0], pms[1] + edges[0] - edges[1])
+        sums = (jnp.ones_like(kls[0]),) * 2
     else:
         kls = tuple(jnp.expand_dims(kl_divergence(u, v, axis=ax, where=both), ax)
                     for u, v in ((p, q), (q, p)))
         sums = (_ksum(P, p, ax), _ksum(Q, q, ax))
         pms = (_ksum(both, p * expm1_minus_x(-r), ax), _ksum(both, q * expm1_minus_x(r), ax))
-    edges = (_ksum(p_only, p, ax), _ksum(q_only, q, ax))
     anys = (jnp.any(p_only, axis=ax, keepdims=True), jnp.any(q_only, axis=ax, keepdims=True))
     return _Parts(p, q, lp, lq, both, *anys, sums, edges, kls, r, pms, ax)
 
