@@ -140,19 +140,30 @@ def _log_ratio_jvp(primals, tangents):
     return log_ratio(p, q), ratio(dp, p) - ratio(dq, q)
 
 
+def _log0(p: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(log p, on)`` with ``on`` 1 where p > 0 and 0 at p = 0, where the log is log(tiny),
+    finite: no compare-and-select (XLA CPU's fused loop runs ceil, min and log at full speed).
+    Negative or NaN p still give NaN."""
+    on = jnp.minimum(jnp.ceil(p), 1)
+    return jnp.log(p + jnp.finfo(p.dtype).tiny * (1 - on)), on
+
+
 @jax.custom_jvp
 def xlogx(p: jax.Array) -> jax.Array:
-    r""":math:`p \log p` for :math:`p > 0` with JVP :math:`(\log p + 1) \dot p`: the second
-    derivative is :math:`1/p` (autodiff of ``p * log(p)`` forms :math:`p \cdot p^{-2}`, which
-    overflows to inf, then NaN, for :math:`p \approx 10^{-20}` in float32)."""
-    return p * jnp.log(p)
+    r""":math:`p \log p` for :math:`p \ge 0`, 0 at :math:`p = 0`, with JVP
+    :math:`(\log p + 1) \dot p` (0 at :math:`p = 0`): the second derivative is :math:`1/p`
+    (autodiff of ``p * log(p)`` forms :math:`p \cdot p^{-2}`, which overflows to inf, then NaN,
+    for :math:`p \approx 10^{-20}` in float32). Select-free (:func:`_log0`)."""
+    return p * _log0(p)[0]
 
 
 @xlogx.defjvp
 def _xlogx_jvp(primals, tangents):
+    # The tangent is elementwise (no reduction fused with it): there selects cost nothing on
+    # XLA CPU, and this double-where is faster than the select-free form (1.0 vs 1.35 ms).
     (p,), (dp,) = primals, tangents
-    lp = jnp.log(p)
-    return p * lp, (lp + 1) * dp
+    on = p > 0
+    return xlogx(p), jnp.where(on, jnp.log(jnp.where(on, p, 1)) + 1, 0) * dp
 
 
 @jax.custom_jvp
@@ -187,8 +198,8 @@ def kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
     q))` (formed with two half scalings, so neither overflows nor flushes) adds the rest, 0
     below the cap. Subnormal inputs count as 0 where flushed (XLA CPU), as values elsewhere.
     JVP: :math:`(\log(p/q) + 1) \dot p - (p/q) \dot q` where :math:`p > 0`,
-    0 at :math:`p = 0` (as ``jax.scipy.special.rel_entr``), through :func:`log_ratio` and
-    :func:`ratio` on double-``where`` inputs, so every derivative order stays finite.
+    0 at :math:`p = 0` (as ``jax.scipy.special.rel_entr``), by double-``where``, the quotient
+    through :func:`ratio`, so every derivative order stays finite.
     """
     fi = jnp.finfo(p.dtype)
     lo = jnp.maximum(jnp.minimum(p, q), fi.tiny * (1 - jnp.ceil(p)))  # tiny at p = 0 only
@@ -202,11 +213,15 @@ def kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
 
 @kl_term.defjvp
 def _kl_term_jvp(primals, tangents):
+    # (log p - log q + 1) dp - (p / q) dq where p > 0, 0 at p = 0, by double-where (the
+    # tangent is elementwise: selects cost nothing there on XLA CPU, unlike in the value's
+    # fused reduction). Two logs, not log_ratio's sign and exponent bits (2x the time): a
+    # log-ratio to a few ulps is not needed next to the coefficient's O(1).
     (p, q), (dp, dq) = primals, tangents
-    mask = p != 0
-    sp, sq = safe(mask, p), safe(mask, q)
-    lr = log_ratio(sp, sq)
-    return kl_term(p, q), jnp.where(mask, (lr + 1) * dp - ratio(sp, sq) * dq, 0)
+    on = p > 0
+    sp, sq = jnp.where(on, p, 1), jnp.where(on, q, 1)
+    lr = jnp.log(sp) - jnp.log(sq)
+    return kl_term(p, q), jnp.where(on, (lr + 1) * dp - ratio(sp, sq) * dq, 0)
 
 
 LOG2 = math.log(2.0)
