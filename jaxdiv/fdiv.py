@@ -310,7 +310,7 @@ def _renyi_fast(p, q, alpha, ax):
     y = jnp.sum(p * jnp.expm1(t0 * r), axis=ax, keepdims=True) / t0  # (M - sum p) / t, both
     edge = _edges(p, q, jnp.where(t < 0, -1 / t0, 0), jnp.where(t >= 0, big, 0), 0,
                   jnp.where(t < -1, -big, 0), ax)
-    sp = jnp.sum(jnp.maximum(p, 0), axis=ax, keepdims=True)
+    sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)  # no constant shared with _edges
     y_all = y + edge
     x = t0 * y_all / sp  # M / sum p - 1
     out = jnp.log1p(x) / t0
