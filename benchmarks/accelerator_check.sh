@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The accelerator check: the whole test suite, then the GPU benchmark rows, on a machine with an
-# accelerator and no network, in about 10 minutes on one H200 (the suite alone needs more than 4 minutes there: run
-# a selection after `--` when the device time is short), ending with a summary.
+# accelerator and no network, in about 10 minutes on one H200 (the suite alone needs more than
+# 4 minutes there: run a selection after `--` when device time is short), ending with a summary.
 #
 #   bash benchmarks/accelerator_check.sh [--wheels DIR] [--out DIR] [--workers N]
 #        [--tests-timeout S] [--bench-timeout S] [--skip-tests] [--skip-bench] [--quick]
