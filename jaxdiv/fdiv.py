@@ -114,7 +114,7 @@ def _parts(x, y, where, ax, logits):
     if logits:
         (lp, p, P), (lq, q, Q) = _log_softmax(x, ax, where), _log_softmax(y, ax, where)
         mx, my = (x, y) if where is None else (jnp.where(where, v, -jnp.inf) for v in (x, y))
-        r = _log_ratio_logits(mx, my, ax, differentiable=True)[2]
+        r = _log_ratio_logits(mx, my, ax)[2]
     else:
         p, q = x, y
         P, Q = mask_of(_pos(p), where), mask_of(_pos(q), where)
