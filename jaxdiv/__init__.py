@@ -15,7 +15,7 @@ import from ``jaxdiv``. ``jaxdiv.fit`` is the fitting function; its module is ``
 from importlib import metadata as _metadata
 
 from jaxdiv import estimators, losses
-from jaxdiv._checks import checked
+from jaxdiv._checks import checked, value_checks
 from jaxdiv.closed_forms import closed_form_kl, gaussian_kl, gaussian_w2
 from jaxdiv.discrete import (
     binary_entropy,
@@ -89,6 +89,7 @@ __all__ = [
     "sliced_wasserstein",
     "sweep",
     "total_variation",
+    "value_checks",
     "wasserstein_1d",
 ]
 

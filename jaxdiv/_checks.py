@@ -2,8 +2,12 @@
 
 Shape and dtype mistakes raise at trace time (also under ``jax.jit``) with a message naming
 the function, the argument and the shapes. Value checks (negative probabilities, sums far from
-one, NaN) cannot raise inside ``jit``: they are written with ``checkify.debug_check``, which is a
-no-op unless the caller wraps the function with :func:`checked`.
+one, NaN) cannot raise inside ``jit``: they are ``checkify.debug_check`` calls, traced only while
+the switch :func:`value_checks` is on (:func:`checked` turns it on). Traced and left unused, a
+``debug_check`` would still cost every call: its effect takes ``jax.jit`` off its fast C++
+dispatch path (about 40 us a call, and a runtime token) and eager calls would compute each
+predicate. The switch is a ``jax.make_user_context``, part of the jit cache key, so a function
+traced without checks is traced again with them, never reused silently.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from jax.experimental import checkify
 
 from jaxdiv._numerics import compute_dtype
 
-__all__ = ["checked"]
+__all__ = ["checked", "value_checks"]
+
+_VALUE_CHECKS = jax.make_user_context(default_value=False)
 
 
 def _describe(x: Any) -> str:
@@ -163,7 +169,40 @@ def check_base(fn: str, base: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Value checks: no-ops unless the caller opts in with `checked`.
+# Value checks: no-ops unless the caller opts in with `checked` or `value_checks`.
+
+
+def value_checks(on: bool = True) -> Any:
+    """Context manager: jaxdiv functions traced inside it carry their value checks.
+
+    For ``jax.experimental.checkify`` in your own code, where :func:`checked` (which raises in
+    Python) cannot be the outermost wrapper. Outside it the checks are not traced at all: no
+    cost, and ``checkify`` finds none. The switch is part of ``jax.jit``'s cache key: a jitted
+    function first traced without checks is traced again inside the context.
+
+    Args:
+      on: ``False`` turns the checks off again inside an enclosing ``value_checks()``.
+
+    Examples:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from jax.experimental import checkify
+      >>> import jaxdiv
+      >>> kl = jax.jit(checkify.checkify(jaxdiv.kl_divergence))
+      >>> p, q = jnp.array([0.5, 0.6]), jnp.array([0.9, 0.1])  # p sums to 1.1
+      >>> print(kl(p, q)[0].get())  # traced without the checks: none fails
+      None
+      >>> with jaxdiv.value_checks():
+      ...     err, _ = kl(p, q)
+      >>> print(err.get().split(" (")[0])
+      kl_divergence: argument p does not sum to 1 along axis -1
+    """
+    return _VALUE_CHECKS(bool(on))
+
+
+def checking() -> bool:
+    """Whether value checks are being traced (inside :func:`checked` or :func:`value_checks`)."""
+    return bool(_VALUE_CHECKS.value)
 
 
 def _tolerance(dtype: Any, n: int) -> float:
@@ -174,6 +213,8 @@ def _tolerance(dtype: Any, n: int) -> float:
 def check_probabilities(fn: str, name: str, p: jax.Array, axis: int, *,
                         normalized: bool = True) -> None:
     """Value checks for a probability vector; reported only under :func:`checked`."""
+    if not checking():
+        return
     checkify.debug_check(~jnp.any(jnp.isnan(p)), f"{fn}: argument {name} contains NaN")
     checkify.debug_check(jnp.all(p >= 0), f"{fn}: argument {name} has negative entries "
                          "(smallest {m})", m=jnp.min(p, initial=jnp.inf))  # initial: empty batch
@@ -187,6 +228,8 @@ def check_probabilities(fn: str, name: str, p: jax.Array, axis: int, *,
 
 def check_unit_interval(fn: str, name: str, p: jax.Array) -> None:
     """Value checks for elementwise probabilities in [0, 1]; reported only under :func:`checked`."""
+    if not checking():
+        return
     checkify.debug_check(~jnp.any(jnp.isnan(p)), f"{fn}: argument {name} contains NaN")
     checkify.debug_check(jnp.all((p >= 0) & (p <= 1)), f"{fn}: argument {name} has entries "
                          "outside [0, 1] (smallest {m}, largest {M})",
@@ -195,11 +238,15 @@ def check_unit_interval(fn: str, name: str, p: jax.Array) -> None:
 
 def check_finite(fn: str, name: str, x: jax.Array) -> None:
     """Value check that ``x`` has no NaN or infinity; reported only under :func:`checked`."""
+    if not checking():
+        return
     checkify.debug_check(jnp.all(jnp.isfinite(x)), f"{fn}: argument {name} is not finite")
 
 
 def check_positive(fn: str, name: str, x: jax.Array) -> None:
     """Value check that ``x > 0`` everywhere; reported only under :func:`checked`."""
+    if not checking():
+        return
     checkify.debug_check(jnp.all(x > 0), f"{fn}: argument {name} must be > 0 "
                          "(smallest {m})", m=jnp.min(x, initial=jnp.inf))
 
@@ -210,12 +257,14 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     Reports negative or unnormalised probabilities, NaN inputs, non-positive scales and
     non-finite epsilons: which function, which argument and which check. Works on plain and on
     jitted functions — ``checked(jax.jit(jaxdiv.kl_divergence))(p, q)`` — since
-    ``jax.experimental.checkify`` traces through ``jit``. The result of ``checked`` raises in
-    Python, so it is the outermost wrapper: to keep the checks inside your own ``jit``, call
-    ``jax.experimental.checkify.checkify(f)`` yourself and ``err.throw()`` outside it.
+    ``jax.experimental.checkify`` traces through ``jit`` (a jitted function already traced
+    without checks is traced again). The result of ``checked`` raises in Python, so it is the
+    outermost wrapper: to keep the checks inside your own ``jit``, call
+    ``jax.experimental.checkify.checkify(f)`` yourself under :func:`value_checks` and
+    ``err.throw()`` outside it.
 
-    Without this wrapper the checks are no-ops and the functions follow IEEE arithmetic
-    (NaN in, NaN out).
+    Without this wrapper (or :func:`value_checks`) the checks are not traced at all: they cost
+    nothing, and the functions follow IEEE arithmetic (NaN in, NaN out).
 
     Raises:
       jax.experimental.checkify.JaxRuntimeError: when a check fails.
@@ -241,7 +290,8 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        err, out = checkified(*args, **kwargs)
+        with _VALUE_CHECKS(True):
+            err, out = checkified(*args, **kwargs)
         err.throw()
         return out
 

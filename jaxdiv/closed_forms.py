@@ -24,6 +24,7 @@ from jax.experimental import checkify
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import digamma, gammaln
 
+from jaxdiv._checks import checking
 from jaxdiv._families import Family, read
 from jaxdiv._numerics import compute_dtype, expm1_minus_x, safe
 from jaxdiv.discrete import kl_divergence, kl_divergence_with_logits
@@ -40,7 +41,8 @@ _HI = lax.Precision.HIGHEST  # no TF32 shortcuts in float32 on GPUs
 
 def _check(fn: str, name: str, ok: jax.Array, rule: str) -> None:
     """Value check, reported only under :func:`jaxdiv.checked` (no reduction that fails on 0-d)."""
-    checkify.debug_check(jnp.all(ok), f"{fn}: argument {name} must be {rule}")
+    if checking():
+        checkify.debug_check(jnp.all(ok), f"{fn}: argument {name} must be {rule}")
 
 
 def _validate(fn: str, arg: str, f: Family, p: dict) -> None:

@@ -78,8 +78,9 @@ def _fields(obj: Any, cls: str, names: tuple[str, ...]) -> tuple[list, list] | N
 
 def _check_positive(fn: str, name: str, x: jax.Array) -> None:
     """Opt-in value check ``x > 0`` (under :func:`jaxdiv.checked`); empty batches pass."""
-    checkify.debug_check(jnp.all(x > 0), f"{fn}: argument {name} must be > 0 (smallest {{m}})",
-                         m=jnp.min(x, initial=jnp.inf))
+    if C.checking():
+        checkify.debug_check(jnp.all(x > 0), f"{fn}: argument {name} must be > 0 (smallest "
+                             "{m})", m=jnp.min(x, initial=jnp.inf))
 
 
 def _floats(fn: str, **xs: Any) -> tuple[Any, tuple[jax.Array, ...]]:

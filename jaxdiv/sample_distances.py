@@ -93,7 +93,8 @@ def _weights_1d(fn, name, w, n, dtype):
     C.check_probabilities(fn, name, w, -1, normalized=False)
     w = replicated(w.astype(dtype))
     total = jnp.sum(w)
-    checkify.debug_check(total > 0, f"{fn}: argument {name} sums to 0 (all weights are zero)")
+    if C.checking():
+        checkify.debug_check(total > 0, f"{fn}: argument {name} sums to 0 (all weights are zero)")
     return w / total  # all-zero weights: NaN (0 / 0), reported under jaxdiv.checked
 
 

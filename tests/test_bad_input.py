@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from jax.experimental import checkify
 from jax.experimental.checkify import JaxRuntimeError
 
 import jaxdiv as D
@@ -652,6 +653,35 @@ def test_checked_passes_good_values_through():
     assert float(kl(P3, Q3)) == float(D.kl_divergence(P3, Q3))
     assert float(D.checked(jax.jit(lambda s: Normal(0.0, s).log_prob(0.0)))(2.0)) == float(
         Normal(0.0, 2.0).log_prob(0.0))
+
+
+def test_checked_retraces_a_function_jitted_without_checks():
+    """`checked` is part of jit's cache key: a trace without checks is not reused silently."""
+    kl = jax.jit(D.kl_divergence)
+    assert jnp.isfinite(kl(P3, UNNORM))  # traced and cached without checks
+    with pytest.raises(JaxRuntimeError, match="kl_divergence: argument q does not sum to 1"):
+        D.checked(kl)(P3, UNNORM)
+    assert jnp.isfinite(kl(P3, UNNORM))  # and the checks do not stay on afterwards
+
+
+def test_value_checks_with_checkify_inside_your_own_jit():
+    f = jax.jit(checkify.checkify(lambda p, q: D.kl_divergence(p, q) + D.entropy(q)))
+    err, out = f(P3, NEG)
+    assert err.get() is None and jnp.isnan(out)  # no checks traced: IEEE arithmetic
+    with D.value_checks():
+        err, _ = f(P3, NEG)
+        with D.value_checks(False):
+            assert f(P3, NEG)[0].get() is None
+    assert "kl_divergence: argument q has negative entries" in err.get()
+
+
+@pytest.mark.parametrize("name", ["kl_divergence", "js_divergence", "alpha_divergence",
+                                  "Normal.log_prob", "closed_form_kl", "wasserstein_1d",
+                                  "kl_penalty", "adaptive_kl_coefficient", "gradient_penalty",
+                                  "distillation_loss", "grid_kl", "sinkhorn"])
+def test_no_check_is_traced_without_checked(name):
+    """Unchecked calls trace no checkify effect: jit keeps its fast dispatch path."""
+    assert not jax.make_jaxpr(NAN_IN[name])().effects, name
 
 
 # Without `checked`: IEEE arithmetic. A NaN input gives NaN (not an exception, and not a

@@ -523,7 +523,7 @@ def linear_distillation_loss(
     if labels is None and (isinstance(label_weight, jax.core.Tracer)
                            or np.asarray(label_weight) != 0):
         raise ValueError(f"{fn}: label_weight is set but labels is None")
-    if labels is not None:
+    if labels is not None and C.checking():
         checkify.debug_check(jnp.all((labels >= 0) & (labels < v)),
                              f"{fn}: labels must lie in [0, {v}) (smallest {{lo}}, largest "
                              f"{{hi}})", lo=jnp.min(labels), hi=jnp.max(labels))

@@ -265,8 +265,9 @@ def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: ArrayLik
 def _check_weight(fn: str, weight) -> None:
     """A penalty weight: a real scalar, finite and >= 0 (checked when concrete)."""
     if isinstance(weight, jax.core.Tracer):  # reported under jaxdiv.checked
-        checkify.debug_check(jnp.isfinite(weight) & (weight >= 0),
-                             f"{fn}: weight must be finite and >= 0")
+        if C.checking():
+            checkify.debug_check(jnp.isfinite(weight) & (weight >= 0),
+                                 f"{fn}: weight must be finite and >= 0")
         return
     try:
         if isinstance(weight, (str, bytes, bool)) or weight is None:

@@ -386,8 +386,9 @@ def adaptive_kl_coefficient(beta: ArrayLike, kl: ArrayLike, target: ArrayLike, *
                          f"{target.shape} do not broadcast") from err
     dtype = jnp.result_type(beta, kl, target)
     beta, kl, target = beta.astype(dtype), kl.astype(dtype), target.astype(dtype)
-    checkify.debug_check(~jnp.any(beta < 0), f"{fn}: beta must be >= 0")
-    checkify.debug_check(~jnp.any(target < 0), f"{fn}: target must be >= 0")
+    if C.checking():
+        checkify.debug_check(~jnp.any(beta < 0), f"{fn}: beta must be >= 0")
+        checkify.debug_check(~jnp.any(target < 0), f"{fn}: target must be >= 0")
     low, high = kl < target / tolerance, kl > target * tolerance
     beta = jnp.where(jnp.isnan(kl) | jnp.isnan(target), jnp.nan, beta)  # NaN in, NaN out
     return jnp.where(low, beta / factor, jnp.where(high, beta * factor, beta))
