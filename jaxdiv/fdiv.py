@@ -375,6 +375,18 @@ def _renyi(x, y, where, ax, alpha, logits):
     return _fast_or_general("renyi", x, y, where, ax, alpha)
 
 
+@jax.custom_batching.custom_vmap
+def _all(ok):
+    """jnp.all(ok), unbatched under vmap: one decision for the whole batch, so that a lax.cond
+    on it stays a branch (a batched predicate turns it into a select that runs both sides)."""
+    return jnp.all(ok)
+
+
+@_all.def_vmap
+def _all_vmap(axis_size, in_batched, ok):
+    return _all(ok), False  # _all again: nested vmaps each reduce their own axis
+
+
 def _fast_or_general(kind, p, q, where, ax, alpha):
     p, q = jnp.broadcast_arrays(p, q)
     if where is not None:  # masked entries are zeros: they add nothing, with zero gradient
@@ -384,7 +396,7 @@ def _fast_or_general(kind, p, q, where, ax, alpha):
     # Rematerialised: its residuals are its inputs, so that the branch not taken costs nothing
     # under grad (a cond carries the residuals of both branches).
     general = jax.checkpoint(lambda p, q, a: _KINDS[kind][2](p, q, None, ax, a, False))
-    redo = jax.lax.cond(jnp.all(ok), lambda p, q, a: jnp.zeros_like(v), general, p, q, alpha)
+    redo = jax.lax.cond(_all(ok), lambda p, q, a: jnp.zeros_like(v), general, p, q, alpha)
     return jnp.where(ok, v, redo)
 
 
