@@ -202,13 +202,28 @@ def kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
     through :func:`ratio`, so every derivative order stays finite.
     """
     fi = jnp.finfo(p.dtype)
-    lo = jnp.maximum(jnp.minimum(p, q), fi.tiny * (1 - jnp.ceil(p)))  # tiny at p = 0 only
     d = p - q
     a = jnp.abs(d)
+    return (p * abs_log_ratio(a, jnp.minimum(p, q), p)) * (d / jnp.maximum(a, fi.tiny))
+
+
+def abs_log_ratio(a: jax.Array, lo: jax.Array, x: jax.Array) -> jax.Array:
+    r""":math:`|\log(p/q)| = \operatorname{log1p}(a / \mathrm{lo})` from :math:`a = |p - q|` and
+    :math:`\mathrm{lo} = \min(p, q)`, select-free (the part of :func:`kl_term` that
+    :func:`jaxdiv.jeffreys_divergence` shares).
+
+    ``lo`` is lifted to the smallest normal float where ``x`` is 0 (by :math:`\lceil x \rceil`;
+    x is p or the larger of the two: then a = 0 there too and the product with a is 0). Where the
+    quotient passes :math:`2^{e-2}` (:math:`e` the maximal exponent) the ``log1p`` is capped
+    there and :math:`\log(4 a 2^{-e} / \mathrm{lo})` (two half scalings, so neither overflows
+    nor flushes) adds the rest, 0 below the cap: finite for every ratio of finite floats, +inf
+    at lo = 0 < x.
+    """
+    fi = jnp.finfo(a.dtype)
+    lo = jnp.maximum(lo, fi.tiny * (1 - jnp.ceil(x)))  # tiny at x = 0 only
     h = 2.0 ** (fi.maxexp // 2)
     capped = jnp.log1p(jnp.minimum(a / lo, 2.0 ** (fi.maxexp - 2)))
-    rest = jnp.log(jnp.maximum((a * (4 / h)) / (lo * h), 1))
-    return (p * (capped + rest)) * (d / jnp.maximum(a, fi.tiny))
+    return capped + jnp.log(jnp.maximum((a * (4 / h)) / (lo * h), 1))
 
 
 @kl_term.defjvp
