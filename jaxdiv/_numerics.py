@@ -230,13 +230,13 @@ def abs_log_ratio(a: jax.Array, lo: jax.Array, x: jax.Array) -> jax.Array:
 def _kl_term_jvp(primals, tangents):
     # (log p - log q + 1) dp - (p / q) dq where p > 0, 0 at p = 0, by double-where (the
     # tangent is elementwise: selects cost nothing there on XLA CPU, unlike in the value's
-    # fused reduction). Two logs, not log_ratio's sign and exponent bits (2x the time): a
-    # log-ratio to a few ulps is not needed next to the coefficient's O(1).
+    # fused reduction). The log of the quotient, not log_ratio's sign and exponent bits (2x
+    # the time) nor two logs (1.3x): a log-ratio to a few ulps is not needed next to the
+    # coefficient's O(1); where the quotient overflows, so does the coefficient of dq.
     (p, q), (dp, dq) = primals, tangents
     on = p > 0
-    sp, sq = jnp.where(on, p, 1), jnp.where(on, q, 1)
-    lr = jnp.log(sp) - jnp.log(sq)
-    return kl_term(p, q), jnp.where(on, (lr + 1) * dp - ratio(sp, sq) * dq, 0)
+    r = ratio(jnp.where(on, p, 1), jnp.where(on, q, 1))
+    return kl_term(p, q), jnp.where(on, (jnp.log(r) + 1) * dp - r * dq, 0)
 
 
 LOG2 = math.log(2.0)

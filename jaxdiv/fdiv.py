@@ -870,12 +870,13 @@ def _jeffreys_term(p, q):
 @_jeffreys_term.defjvp
 def _jeffreys_term_jvp(primals, tangents):
     # log(p/q) + 1 - q/p and -log(p/q) + 1 - p/q where both are > 0, 0 elsewhere (the value
-    # is +inf or 0 there). Two logs: the O(1) coefficients need no accurate log-ratio; the
-    # quotients through `ratio` keep every derivative order finite at tiny entries.
+    # is +inf or 0 there). The log of the quotient: the O(1) coefficients need no accurate
+    # log-ratio; the quotients through `ratio` keep every derivative order finite.
     (p, q), (dp, dq) = primals, tangents
     both = (p > 0) & (q > 0)
     sp, sq = jnp.where(both, p, 1), jnp.where(both, q, 1)
-    lr = jnp.log(sp) - jnp.log(sq)
+    r = ratio(sp, sq)
+    lr = jnp.log(r)
     gp = jnp.where(both, lr + 1 - ratio(sq, sp), 0)
-    gq = jnp.where(both, 1 - lr - ratio(sp, sq), 0)
+    gq = jnp.where(both, 1 - lr - r, 0)
     return _jeffreys_term(p, q), gp * dp + gq * dq
