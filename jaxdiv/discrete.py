@@ -418,8 +418,8 @@ def _softmax_parts(logits, axis, where):
 
 
 def _log_ratio_logits(lp, lq, axis):
-    r"""``(p, q, u, p_only)`` with :math:`u = \log p - \log q`, ``p_only`` 1 where a logit of p
-    is finite and that of q is -inf, 0 elsewhere.
+    r"""``(p, q, u, on_p, on_q)`` with :math:`u = \log p - \log q`, ``on_p`` 1 where a logit of
+    p is above -inf (p > 0 in exact arithmetic, also where it underflows), 0 elsewhere.
 
     :math:`u = G - (b - a)`, :math:`a, b` the shifted logits (each minus its maximum: their
     difference is exact for nearly equal logits) and :math:`G = \log(Z_b / Z_a) =
@@ -431,7 +431,7 @@ def _log_ratio_logits(lp, lq, axis):
     """
     (a, ea, ta, _), (b, eb, tb, _) = (_softmax_parts(x, axis, None) for x in (lp, lq))
     u = (jnp.log1p(tb) - jnp.log1p(ta)) - (b - a)
-    return ea / (1 + ta), eb * (1 / (1 + tb)), u, _on(a) * (1 - _on(b))
+    return ea / (1 + ta), eb * (1 / (1 + tb)), u, _on(a), _on(b)
 
 
 def _kl_terms(p: jax.Array, q: jax.Array, u: jax.Array) -> jax.Array:
@@ -545,8 +545,8 @@ def _kl_logits_value(lp, lq, axis):
     """KL from logits in two passes over the data (the maxima, then one fused loop): the
     per-term sum of :func:`_kl_terms` (float32 logits 1e-3 apart: 1.3e-6 of the KL, 1.2e-9 in
     float64)."""
-    p, q, u, p_only = _log_ratio_logits(lp, lq, axis)
-    return _sum_or_inf(_kl_terms(p, q, u), p_only, axis)
+    p, q, u, on_p, on_q = _log_ratio_logits(lp, lq, axis)
+    return _sum_or_inf(_kl_terms(p, q, u), on_p * (1 - on_q), axis)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))

@@ -34,7 +34,13 @@ from jaxdiv._numerics import (
     ratio,
     safe,
 )
-from jaxdiv.discrete import _kl_terms, _log_ratio_logits, _log_softmax, _pair, kl_divergence
+from jaxdiv.discrete import (
+    _kl_terms,
+    _log_ratio_logits,
+    _log_softmax,
+    _pair,
+    kl_divergence,
+)
 
 __all__ = ["alpha_divergence", "alpha_divergence_with_logits", "chi_square_divergence",
            "f_divergence", "hellinger_distance", "jeffreys_divergence", "renyi_divergence",
@@ -256,9 +262,10 @@ def _ratio_terms(p, q):
     return d * m, d / jnp.maximum(ad, tiny) * jnp.log1p(ad / jnp.maximum(lo, tiny)) * m
 
 
-def _edges(p, q, ep, fp, eq, fq, ax):
-    """sum over p > 0 = q of (ep p + fp), plus over q > 0 = p of (eq q + fq)."""
-    op, oq = _on(p), _on(q)
+def _edges(p, q, ep, fp, eq, fq, ax, on=None):
+    """sum over p > 0 = q of (ep p + fp), plus over q > 0 = p of (eq q + fq); ``on``: the
+    supports (1 on, 0 off) when not p > 0 and q > 0 (logits: p may underflow to 0 on them)."""
+    op, oq = (_on(p), _on(q)) if on is None else on
     both = op * oq
     terms = (op - both) * (p * ep + fp) + (oq - both) * (q * eq + fq)
     return jnp.sum(terms, axis=ax, keepdims=True)
@@ -268,7 +275,16 @@ def _nonzero(x):
     return jnp.where(x == 0, _EPS0, x)
 
 
-def _alpha_fast(p, q, alpha, ax):
+def _logit_parts(lp, lq, ax):
+    """p, q = softmax(lp), softmax(lq) and the fast loops' (p - q, r, supports) from logits:
+    r = log(p / q) from the logits (the tails form of :func:`_log_ratio_logits`: exact where
+    p ~ q, finite where p or q underflows), both masked to the joint support."""
+    p, q, u, op, oq = _log_ratio_logits(lp, lq, ax)
+    m = op * oq
+    return p, q, ((p - q) * m, u * m, (op, oq))
+
+
+def _alpha_fast(p, q, alpha, ax, parts=None):
     big = jnp.finfo(p.dtype).max
     lo = alpha <= 0.5
     w = lo.astype(p.dtype)
@@ -277,7 +293,7 @@ def _alpha_fast(p, q, alpha, ax):
     b0 = _nonzero(beta)
     n = 11 if p.dtype == jnp.float64 else 7  # truncation below eps for |rho| max(1, |beta|) < 1/4
     coefs = [(1 - b0 ** (k + 1)) / math.factorial(k + 2) for k in range(n)]
-    d, r = _ratio_terms(p, q)
+    d, r, on = (*_ratio_terms(p, q), None) if parts is None else parts
     c, rho = w * q + (1 - w) * p, s * r
     # 1 if |rho| max(1, |beta|) <= 1/4, else 0; no constant of _edges' loop (XLA would write a
     # shared broadcast of it out in full)
@@ -288,7 +304,7 @@ def _alpha_fast(p, q, alpha, ax):
     edge = _edges(p, q, jnp.where(alpha < 1, (1 - beta) / jnp.where(alpha < 1, 1 - alpha, 1), 0),
                   jnp.where(alpha >= 1, big, 0),
                   jnp.where(alpha > 0, (1 - beta) / jnp.where(alpha > 0, alpha, 1), 0),
-                  jnp.where(alpha <= 0, big, 0), ax)
+                  jnp.where(alpha <= 0, big, 0), ax, on)
     out = jnp.where(jnp.isfinite(total), (total + edge) / (1 - beta), jnp.nan)
     return jnp.squeeze(jnp.where(edge >= big / 2, jnp.inf, out), ax), None
 
@@ -310,7 +326,7 @@ def _grad_parts(p, q):
     return both, P & ~Q, Q & ~P, jnp.log(jnp.where(both, p, 1)) - jnp.log(jnp.where(both, q, 1))
 
 
-def _renyi_fast(p, q, alpha, ax):
+def _renyi_fast(p, q, alpha, ax, parts=None):
     big, inf = jnp.finfo(p.dtype).max, jnp.inf
     at_inf = alpha == inf
     t = jnp.where(at_inf, 1, alpha - 1)
@@ -372,10 +388,36 @@ def _fast_jvp(ax, kind, primals, tangents):
 _fast.defjvp(_fast_jvp, symbolic_zeros=True)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _fast_logits(lp, lq, alpha, ax, kind):
+    p, q, parts = _logit_parts(lp, lq, ax)
+    return _KINDS[kind][0](p, q, alpha, ax, parts)[0]
+
+
+def _fast_logits_jvp(ax, kind, primals, tangents):
+    # The derivatives in p and q of the fast path, through the softmaxes: d/dl_j = p_j (g_j -
+    # sum_i p_i g_i) (g's constants per row, as the positive-measure form's, cancel).
+    fast, grads, general = _KINDS[kind]
+    lp, lq, alpha = primals
+    p, q, parts = _logit_parts(lp, lq, ax)
+    v, aux = fast(p, q, alpha, ax, parts)
+    keep = jnp.isfinite(jnp.expand_dims(v, ax))
+    gp, gq = grads(p, q, alpha, aux)
+    live = [jnp.where(keep, w * (g - jnp.sum(w * g, axis=ax, keepdims=True)), 0) * d
+            for w, g, d in ((p, gp, tangents[0]), (q, gq, tangents[1]))
+            if not isinstance(d, SymbolicZero)]
+    out = jnp.sum(sum(live[1:], live[0]), axis=ax) if live else jnp.zeros_like(v)
+    if not isinstance(tangents[2], SymbolicZero):
+        da = jax.jvp(lambda a: general(lp, lq, None, ax, a, True), (alpha,), (tangents[2],))[1]
+        out = out + jnp.where(jnp.squeeze(keep, ax), da, 0)
+    return v, out
+
+
+_fast_logits.defjvp(_fast_logits_jvp, symbolic_zeros=True)
+
+
 def _alpha(x, y, where, ax, alpha, logits):
-    if logits:
-        return _alpha_general(x, y, where, ax, alpha, logits)
-    return _fast_or_general("alpha", x, y, where, ax, alpha)
+    return _fast_or_general("alpha", x, y, where, ax, alpha, logits)
 
 
 def _renyi(x, y, where, ax, alpha, logits):
@@ -396,15 +438,16 @@ def _all_vmap(axis_size, in_batched, ok):
     return _all(ok), False  # _all again: nested vmaps each reduce their own axis
 
 
-def _fast_or_general(kind, p, q, where, ax, alpha):
+def _fast_or_general(kind, p, q, where, ax, alpha, logits=False):
     p, q = jnp.broadcast_arrays(p, q)
-    if where is not None:  # masked entries are zeros: they add nothing, with zero gradient
-        p, q = jnp.where(where, p, 0), jnp.where(where, q, 0)
-    v = _fast(p, q, alpha, ax, kind)
+    if where is not None:  # masked entries are zeros (-inf logits): they add nothing, with
+        fill = -jnp.inf if logits else 0  # zero gradient
+        p, q = jnp.where(where, p, fill), jnp.where(where, q, fill)
+    v = (_fast_logits if logits else _fast)(p, q, alpha, ax, kind)
     ok = ~jnp.isnan(v)
     # Rematerialised: its residuals are its inputs, so that the branch not taken costs nothing
     # under grad (a cond carries the residuals of both branches).
-    general = jax.checkpoint(lambda p, q, a: _KINDS[kind][2](p, q, None, ax, a, False))
+    general = jax.checkpoint(lambda p, q, a: _KINDS[kind][2](p, q, None, ax, a, logits))
     redo = jax.lax.cond(_all(ok), lambda p, q, a: jnp.zeros_like(v), general, p, q, alpha)
     return jnp.where(ok, v, redo)
 
