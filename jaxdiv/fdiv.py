@@ -375,7 +375,10 @@ def _fast_jvp(ax, kind, primals, tangents):
     p, q, alpha = primals
     v, aux = fast(p, q, alpha, ax)
     keep = jnp.isfinite(jnp.expand_dims(v, ax))  # +-inf: zero tangent (NaN-free)
-    gp, gq = grads(p, q, alpha, aux)
+    # The coefficients from barriered copies: merged with the value's loops by CSE, XLA CPU
+    # wrote shared constants out in full and split the loops (grad of alpha(1/2): 35 -> 29 ms).
+    pb, qb, ab, keep, aux = jax.lax.optimization_barrier((p, q, alpha, keep, aux))
+    gp, gq = grads(pb, qb, ab, aux)
     live = [jnp.where(keep, g, 0) * d for g, d in ((gp, tangents[0]), (gq, tangents[1]))
             if not isinstance(d, SymbolicZero)]
     out = jnp.sum(sum(live[1:], live[0]), axis=ax) if live else jnp.zeros_like(v)
@@ -402,6 +405,7 @@ def _fast_logits_jvp(ax, kind, primals, tangents):
     p, q, parts = _logit_parts(lp, lq, ax)
     v, aux = fast(p, q, alpha, ax, parts)
     keep = jnp.isfinite(jnp.expand_dims(v, ax))
+    p, q, alpha, keep, aux = jax.lax.optimization_barrier((p, q, alpha, keep, aux))  # as above
     gp, gq = grads(p, q, alpha, aux)
     live = [jnp.where(keep, w * (g - jnp.sum(w * g, axis=ax, keepdims=True)), 0) * d
             for w, g, d in ((p, gp, tangents[0]), (q, gq, tangents[1]))
