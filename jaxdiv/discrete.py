@@ -405,16 +405,21 @@ def _softmax_parts(logits, axis, where):
     empty sums vanish, not NaN), and :math:`-\infty` logits are the stand-in."""
     logits = _masked(logits, where)
     support = logits != -jnp.inf  # NaN logits stay in (NaN out)
+    shifted, e = _shifted_exp(logits, axis)
+    top = jnp.floor(e)
+    tail = (jnp.sum(e - top, axis=axis, keepdims=True)
+            + (jnp.sum(top, axis=axis, keepdims=True) - 1))
+    return shifted, e, jnp.maximum(tail, 0), support
+
+
+def _shifted_exp(logits, axis):
+    """``(l - max l, e^{l - max l})`` along ``axis``, -inf logits at the stand-in."""
     m = jnp.max(logits, axis=axis, keepdims=True)
     # The shift cancels analytically; a row of -inf gets the lowest float (then e = 0): a max,
     # not a select, which would split XLA CPU's fused loop.
     m = lax.stop_gradient(jnp.maximum(m, jnp.finfo(m.dtype).min))
     shifted = jnp.maximum(logits - m, _stand_in(logits.dtype))
-    e = jnp.exp(shifted)
-    top = jnp.floor(e)
-    tail = (jnp.sum(e - top, axis=axis, keepdims=True)
-            + (jnp.sum(top, axis=axis, keepdims=True) - 1))
-    return shifted, e, jnp.maximum(tail, 0), support
+    return shifted, jnp.exp(shifted)
 
 
 def _log_ratio_logits(lp, lq, axis):
@@ -422,16 +427,18 @@ def _log_ratio_logits(lp, lq, axis):
     p is above -inf (p > 0 in exact arithmetic, also where it underflows), 0 elsewhere.
 
     :math:`u = G - (b - a)`, :math:`a, b` the shifted logits (each minus its maximum: their
-    difference is exact for nearly equal logits) and :math:`G = \log(Z_b / Z_a) =
-    \operatorname{log1p}(t_b) - \operatorname{log1p}(t_a)` from the normalisers' tails. G's
-    rounding is common to every :math:`u_i`; the sums built on u (:func:`_kl_terms`, fdiv's
-    per-term α and Rényi sums) do not see it at first order, so G needs no exact difference of
-    exponentials. Smooth autodiff (no sign or absolute value): the JVPs may differentiate it
-    again.
+    difference is exact for nearly equal logits) and :math:`G = \log(Z_b / Z_a)` from the plain
+    sums :math:`Z = \sum_i e^{a_i} \ge 1` (0 for a row without support, taken as 1: then p = 0).
+    G's rounding is common to every :math:`u_i`; the sums built on u (:func:`_kl_terms`, fdiv's
+    per-term α and Rényi sums) do not see it at first order, so G needs neither the softmax
+    tails' ``log1p`` (which :func:`_log_softmax` needs for log p itself) nor an exact
+    difference of exponentials: one sum per row, as a plain log-softmax. Smooth autodiff (no
+    sign or absolute value): the JVPs may differentiate it again.
     """
-    (a, ea, ta, _), (b, eb, tb, _) = (_softmax_parts(x, axis, None) for x in (lp, lq))
-    u = (jnp.log1p(tb) - jnp.log1p(ta)) - (b - a)
-    return ea / (1 + ta), eb * (1 / (1 + tb)), u, _on(a), _on(b)
+    (a, ea), (b, eb) = _shifted_exp(lp, axis), _shifted_exp(lq, axis)
+    za, zb = (jnp.maximum(jnp.sum(e, axis=axis, keepdims=True), 1) for e in (ea, eb))
+    u = jnp.log(zb / za) - (b - a)
+    return ea * (1 / za), eb * (1 / zb), u, _on(a), _on(b)
 
 
 def _kl_terms(p: jax.Array, q: jax.Array, u: jax.Array) -> jax.Array:
