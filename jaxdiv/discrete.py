@@ -500,9 +500,11 @@ def _entropy_logits_jvp(axis, primals, tangents):
 
 
 def _ce_parts(lp, lq, axis):
-    (sa, ea, ta, _), (sb, eb, tb, _) = (_softmax_parts(x, axis, None) for x in (lp, lq))
+    # log q needs q's softmax tail (peaked q); p only its plain sum (a relative error of eps).
+    (sa, ea), (sb, eb, tb, _) = _shifted_exp(lp, axis), _softmax_parts(lq, axis, None)
+    za = jnp.maximum(jnp.sum(ea, axis=axis, keepdims=True), 1)  # 0 without support: p = 0
     logq = jnp.maximum(sb - jnp.log1p(tb), _stand_in(sb.dtype))
-    return ea / (1 + ta), eb / (1 + tb), logq, _on(sa) * (1 - _on(sb))
+    return ea * (1 / za), eb / (1 + tb), logq, _on(sa) * (1 - _on(sb))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
