@@ -363,61 +363,45 @@ _KINDS = {"alpha": (_alpha_fast, _alpha_grads, _alpha_general),
           "renyi": (_renyi_fast, _renyi_grads, _renyi_general)}
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _fast(p, q, alpha, ax, kind):
-    return _KINDS[kind][0](p, q, alpha, ax)[0]
+def _inputs(x, y, ax, logits):
+    """(p, q, parts) for the fast loops: probabilities as given (parts None: from p and q), or
+    the softmaxes of logits with the log-ratio and supports from the logits."""
+    return _logit_parts(x, y, ax) if logits else (x, y, None)
 
 
-def _fast_jvp(ax, kind, primals, tangents):
-    # Closed-form derivatives in p and q (elementwise: no autodiff of the loops); the one in
-    # alpha from the general path. Rows left to the general path (NaN) get a zero tangent here.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
+def _fast(x, y, alpha, ax, kind, logits):
+    p, q, parts = _inputs(x, y, ax, logits)
+    return _KINDS[kind][0](p, q, alpha, ax, parts)[0]
+
+
+def _fast_jvp(ax, kind, logits, primals, tangents):
+    # Closed-form derivatives in p and q (elementwise: no autodiff of the loops), through the
+    # softmaxes for logits: d/dl_j = p_j (g_j - sum_i p_i g_i) (g's constants per row, as the
+    # positive-measure form's, cancel); the one in alpha from the general path. Rows left to
+    # the general path (NaN) get a zero tangent here.
     fast, grads, general = _KINDS[kind]
-    p, q, alpha = primals
-    v, aux = fast(p, q, alpha, ax)
+    x, y, alpha = primals
+    p, q, parts = _inputs(x, y, ax, logits)
+    v, aux = fast(p, q, alpha, ax, parts)
     keep = jnp.isfinite(jnp.expand_dims(v, ax))  # +-inf: zero tangent (NaN-free)
     # The coefficients from barriered copies: merged with the value's loops by CSE, XLA CPU
     # wrote shared constants out in full and split the loops (grad of alpha(1/2): 35 -> 29 ms).
-    pb, qb, ab, keep, aux = jax.lax.optimization_barrier((p, q, alpha, keep, aux))
-    gp, gq = grads(pb, qb, ab, aux)
-    live = [jnp.where(keep, g, 0) * d for g, d in ((gp, tangents[0]), (gq, tangents[1]))
+    p, q, ab, keep, aux = jax.lax.optimization_barrier((p, q, alpha, keep, aux))
+    gs = grads(p, q, ab, aux)
+    if logits:
+        gs = [w * (g - jnp.sum(w * g, axis=ax, keepdims=True))
+              for w, g in zip((p, q), gs, strict=True)]
+    live = [jnp.where(keep, g, 0) * d for g, d in zip(gs, tangents[:2], strict=True)
             if not isinstance(d, SymbolicZero)]
     out = jnp.sum(sum(live[1:], live[0]), axis=ax) if live else jnp.zeros_like(v)
     if not isinstance(tangents[2], SymbolicZero):
-        da = jax.jvp(lambda a: general(p, q, None, ax, a, False), (alpha,), (tangents[2],))[1]
+        da = jax.jvp(lambda a: general(x, y, None, ax, a, logits), (alpha,), (tangents[2],))[1]
         out = out + jnp.where(jnp.squeeze(keep, ax), da, 0)
     return v, out
 
 
 _fast.defjvp(_fast_jvp, symbolic_zeros=True)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _fast_logits(lp, lq, alpha, ax, kind):
-    p, q, parts = _logit_parts(lp, lq, ax)
-    return _KINDS[kind][0](p, q, alpha, ax, parts)[0]
-
-
-def _fast_logits_jvp(ax, kind, primals, tangents):
-    # The derivatives in p and q of the fast path, through the softmaxes: d/dl_j = p_j (g_j -
-    # sum_i p_i g_i) (g's constants per row, as the positive-measure form's, cancel).
-    fast, grads, general = _KINDS[kind]
-    lp, lq, alpha = primals
-    p, q, parts = _logit_parts(lp, lq, ax)
-    v, aux = fast(p, q, alpha, ax, parts)
-    keep = jnp.isfinite(jnp.expand_dims(v, ax))
-    p, q, alpha, keep, aux = jax.lax.optimization_barrier((p, q, alpha, keep, aux))  # as above
-    gp, gq = grads(p, q, alpha, aux)
-    live = [jnp.where(keep, w * (g - jnp.sum(w * g, axis=ax, keepdims=True)), 0) * d
-            for w, g, d in ((p, gp, tangents[0]), (q, gq, tangents[1]))
-            if not isinstance(d, SymbolicZero)]
-    out = jnp.sum(sum(live[1:], live[0]), axis=ax) if live else jnp.zeros_like(v)
-    if not isinstance(tangents[2], SymbolicZero):
-        da = jax.jvp(lambda a: general(lp, lq, None, ax, a, True), (alpha,), (tangents[2],))[1]
-        out = out + jnp.where(jnp.squeeze(keep, ax), da, 0)
-    return v, out
-
-
-_fast_logits.defjvp(_fast_logits_jvp, symbolic_zeros=True)
 
 
 def _alpha(x, y, where, ax, alpha, logits):
@@ -447,7 +431,7 @@ def _fast_or_general(kind, p, q, where, ax, alpha, logits=False):
     if where is not None:  # masked entries are zeros (-inf logits): they add nothing, with
         fill = -jnp.inf if logits else 0  # zero gradient
         p, q = jnp.where(where, p, fill), jnp.where(where, q, fill)
-    v = (_fast_logits if logits else _fast)(p, q, alpha, ax, kind)
+    v = _fast(p, q, alpha, ax, kind, logits)
     ok = ~jnp.isnan(v)
     # Rematerialised: its residuals are its inputs, so that the branch not taken costs nothing
     # under grad (a cond carries the residuals of both branches).
