@@ -12,6 +12,7 @@ traced without checks is traced again with them, never reused silently.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +26,10 @@ from jaxdiv._numerics import compute_dtype
 
 __all__ = ["checked", "value_checks"]
 
-_VALUE_CHECKS = jax.make_user_context(default_value=False)
+# A jax whose public API lacks make_user_context (none known) traces the checks always: correct,
+# only slower.
+_VALUE_CHECKS = (jax.make_user_context(default_value=False)
+                 if hasattr(jax, "make_user_context") else None)
 
 
 def _describe(x: Any) -> str:
@@ -197,12 +201,12 @@ def value_checks(on: bool = True) -> Any:
       >>> print(err.get().split(" (")[0])
       kl_divergence: argument p does not sum to 1 along axis -1
     """
-    return _VALUE_CHECKS(bool(on))
+    return contextlib.nullcontext() if _VALUE_CHECKS is None else _VALUE_CHECKS(bool(on))
 
 
 def checking() -> bool:
     """Whether value checks are being traced (inside :func:`checked` or :func:`value_checks`)."""
-    return bool(_VALUE_CHECKS.value)
+    return _VALUE_CHECKS is None or bool(_VALUE_CHECKS.value)
 
 
 def _tolerance(dtype: Any, n: int) -> float:
@@ -290,7 +294,7 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _VALUE_CHECKS(True):
+        with value_checks(True):
             err, out = checkified(*args, **kwargs)
         err.throw()
         return out
