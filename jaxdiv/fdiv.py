@@ -331,10 +331,17 @@ def _renyi_fast(p, q, alpha, ax, parts=None):
     at_inf = alpha == inf
     t = jnp.where(at_inf, 1, alpha - 1)
     t0 = _nonzero(t)
-    _, r = _ratio_terms(p, q)
-    y = jnp.sum(p * jnp.expm1(t0 * r), axis=ax, keepdims=True) / t0  # (M - sum p) / t, both
-    edge = _edges(p, q, jnp.where(t < 0, -1 / t0, 0), jnp.where(t >= 0, big, 0), 0,
-                  jnp.where(t < -1, -big, 0), ax)
+    _, r, on = (*_ratio_terms(p, q), None) if parts is None else parts
+    # (M - sum p) / t over both. From logits, r carries the normalisers' common rounding, which
+    # sum p expm1(t r) would see at first order: add sum p expm1(-r) (= sum q - sum p over
+    # both, which the softmaxes make the difference of the one-sided masses, taken back out
+    # through the edges); the pair's first-order changes cancel.
+    terms, k = jnp.expm1(t0 * r), 0.0
+    if parts is not None:
+        terms, k = terms + t0 * jnp.expm1(-r), 1.0
+    y = jnp.sum(p * terms, axis=ax, keepdims=True) / t0
+    edge = _edges(p, q, jnp.where(t < 0, -1 / t0, 0) - k, jnp.where(t >= 0, big, 0), k,
+                  jnp.where(t < -1, -big, 0), ax, on)
     sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)  # no constant shared with _edges
     y_all = y + edge
     x = t0 * y_all / sp  # M / sum p - 1
@@ -389,9 +396,11 @@ def _fast_jvp(ax, kind, logits, primals, tangents):
     # wrote shared constants out in full and split the loops (grad of alpha(1/2): 35 -> 29 ms).
     p, q, ab, keep, aux = jax.lax.optimization_barrier((p, q, alpha, keep, aux))
     gs = grads(p, q, ab, aux)
-    if logits:
-        gs = [w * (g - jnp.sum(w * g, axis=ax, keepdims=True))
-              for w, g in zip((p, q), gs, strict=True)]
+    if logits:  # w g, not w times g where w underflows to 0 and g overflows (0 inf)
+        wgs = [w * g for w, g in zip((p, q), gs, strict=True)]
+        wgs = [jnp.where(jnp.isfinite(wg), wg, 0) for wg in wgs]
+        gs = [wg - w * jnp.sum(wg, axis=ax, keepdims=True)
+              for w, wg in zip((p, q), wgs, strict=True)]
     live = [jnp.where(keep, g, 0) * d for g, d in zip(gs, tangents[:2], strict=True)
             if not isinstance(d, SymbolicZero)]
     out = jnp.sum(sum(live[1:], live[0]), axis=ax) if live else jnp.zeros_like(v)
@@ -409,9 +418,7 @@ def _alpha(x, y, where, ax, alpha, logits):
 
 
 def _renyi(x, y, where, ax, alpha, logits):
-    if logits:
-        return _renyi_general(x, y, where, ax, alpha, logits)
-    return _fast_or_general("renyi", x, y, where, ax, alpha)
+    return _fast_or_general("renyi", x, y, where, ax, alpha, logits)
 
 
 @jax.custom_batching.custom_vmap
