@@ -28,6 +28,7 @@ from jaxdiv._numerics import (
     abs_log_ratio,
     expm1_minus_x,
     finish,
+    lifted,
     log_ratio,
     mask_of,
     masked_sum,
@@ -434,10 +435,7 @@ def _all_vmap(axis_size, in_batched, ok):
 
 
 def _fast_or_general(kind, p, q, where, ax, alpha, logits=False):
-    p, q = jnp.broadcast_arrays(p, q)
-    if where is not None:  # masked entries are zeros (-inf logits): they add nothing, with
-        fill = -jnp.inf if logits else 0  # zero gradient
-        p, q = jnp.where(where, p, fill), jnp.where(where, q, fill)
+    p, q = _zeroed(p, q, where, -jnp.inf if logits else 0)  # masked logits: -inf
     v = _fast(p, q, alpha, ax, kind, logits)
     ok = ~jnp.isnan(v)
     # Rematerialised: its residuals are its inputs, so that the branch not taken costs nothing
@@ -718,20 +716,13 @@ def total_variation(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     return _run("total_variation", _tv, p, q, axis, where)
 
 
-def _zeroed(p, q, where):
-    """p and q broadcast together, with the entries ``where`` drops set to 0 (a 0, 0 entry adds
-    nothing to the per-entry sums below and gets zero derivatives)."""
+def _zeroed(p, q, where, fill=0):
+    """p and q broadcast together, with the entries ``where`` drops set to ``fill`` (0: a 0, 0
+    entry adds nothing to the per-entry sums and gets zero derivatives; -inf for logits)."""
     p, q = jnp.broadcast_arrays(p, q)
     if where is None:
         return p, q
-    return jnp.where(where, p, 0), jnp.where(where, q, 0)
-
-
-def _lifted(lo, x):
-    """``lo``, lifted to the smallest normal float where ``x`` is 0 (and ``lo`` too): a
-    denominator that is 0 only where lo = 0 < x. Select-free: on XLA CPU a compare-and-select
-    splits the fused sum into several passes over memory."""
-    return jnp.maximum(lo, jnp.finfo(lo.dtype).tiny * (1 - jnp.ceil(x)))
+    return jnp.where(where, p, fill), jnp.where(where, q, fill)
 
 
 def _tv(p, q, where, ax, *_):
@@ -843,7 +834,7 @@ def _chi_square(p, q, where, ax, *_):
 def _chi_square_term(p, q):
     """(p - q)^2 / q: +inf at q = 0 < p, 0 at p = q = 0 (the denominator lifted), no select."""
     d = p - q
-    return d * (d / _lifted(q, p))
+    return d * (d / lifted(q, p))
 
 
 @_chi_square_term.defjvp
