@@ -402,7 +402,8 @@ def _stand_in(dtype):
 def _softmax_parts(logits, axis, where):
     r"""``(l - max l, e^{l - max l}, tail, support)`` of :func:`_log_softmax`: ``tail`` is
     :math:`\sum_i e_i - 1`, 0 for a row without support (all masked: then :math:`p = 0`, the
-    empty sums vanish, not NaN), and :math:`-\infty` logits are the stand-in."""
+    empty sums vanish, not NaN); :math:`-\infty` logits stay :math:`-\infty` in
+    ``l - max l`` (the caller's clamp at the stand-in, as in log p, makes them finite)."""
     logits = _masked(logits, where)
     support = logits != -jnp.inf  # NaN logits stay in (NaN out)
     shifted, e = _shifted_exp(logits, axis)
@@ -413,18 +414,20 @@ def _softmax_parts(logits, axis, where):
 
 
 def _shifted_exp(logits, axis):
-    """``(l - max l, e^{l - max l})`` along ``axis``, -inf logits at the stand-in."""
+    """``(l - max l, e^{l - max l})`` along ``axis``; -inf logits stay -inf (e = 0), callers
+    clamp where a finite value is needed (one max per entry less where none is)."""
     m = jnp.max(logits, axis=axis, keepdims=True)
     # The shift cancels analytically; a row of -inf gets the lowest float (then e = 0): a max,
     # not a select, which would split XLA CPU's fused loop.
     m = lax.stop_gradient(jnp.maximum(m, jnp.finfo(m.dtype).min))
-    shifted = jnp.maximum(logits - m, _stand_in(logits.dtype))
+    shifted = logits - m
     return shifted, jnp.exp(shifted)
 
 
 def _log_ratio_logits(lp, lq, axis):
-    r"""``(p, q, u, on_p, on_q)`` with :math:`u = \log p - \log q`, ``on_p`` 1 where a logit of
-    p is above -inf (p > 0 in exact arithmetic, also where it underflows), 0 elsewhere.
+    r"""``(p, q, u, a, b)`` with :math:`u = \log p - \log q` and ``a``, ``b`` the shifted
+    logits of p and q, -inf logits at the stand-in (for :func:`_logit_support` and
+    :func:`_sum_or_inf`).
 
     :math:`u = G - (b - a)`, :math:`a, b` the shifted logits (each minus its maximum: their
     difference is exact for nearly equal logits) and :math:`G = \log(Z_b / Z_a)` from the plain
@@ -437,8 +440,9 @@ def _log_ratio_logits(lp, lq, axis):
     """
     (a, ea), (b, eb) = _shifted_exp(lp, axis), _shifted_exp(lq, axis)
     za, zb = (jnp.maximum(jnp.sum(e, axis=axis, keepdims=True), 1) for e in (ea, eb))
+    a, b = (jnp.maximum(s, _stand_in(s.dtype)) for s in (a, b))  # -inf - -inf would be NaN
     u = jnp.log(zb / za) - (b - a)
-    return ea * (1 / za), eb * (1 / zb), u, _on(a), _on(b)
+    return ea * (1 / za), eb * (1 / zb), u, a, b
 
 
 def _kl_terms(p: jax.Array, q: jax.Array, u: jax.Array) -> jax.Array:
@@ -457,21 +461,28 @@ def _kl_terms(p: jax.Array, q: jax.Array, u: jax.Array) -> jax.Array:
     return p * (jnp.expm1(x) + u) + jnp.maximum(q - p * math.exp(80.0), 0)
 
 
-def _on(shifted: jax.Array) -> jax.Array:
+def _logit_support(shifted: jax.Array) -> jax.Array:
     """1 on the support (a logit above -inf), 0 off it, from the clamped shifted logits: no
     compare (a compare-and-select splits XLA CPU's fused loop)."""
     return jnp.minimum(shifted - _stand_in(shifted.dtype), 1)
 
 
-def _sum_or_inf(terms: jax.Array, p_only: jax.Array, axis: int) -> jax.Array:
-    """``sum(terms)``, or +inf where ``p_only`` (1 where p > 0 = q, else 0) is somewhere 1.
+def _sum_or_inf(terms: jax.Array, a: jax.Array, b: jax.Array, axis: int) -> jax.Array:
+    r"""``sum(terms)``, or +inf where somewhere p > 0 = q in exact arithmetic (p may underflow).
 
-    The flag rides in the same sum, weighted by the largest float (the sum then reaches at
-    least half of it, or overflows to inf), so the loop stays one fused pass; a separate
-    ``any`` over the supports cost XLA CPU a second one (about 40% more time).
+    ``a`` is p's shifted logit (-inf off its support), ``b`` q's shifted logit or log-probability
+    clamped at the stand-in :math:`S` (:func:`_log_softmax`; :math:`S` exactly off q's support).
+    The flag :math:`\max(a - b + S/2, 0) \cdot \text{max float}` is inf where p's logit is
+    above :math:`S/2` and q's at :math:`S`, 0 where the logits are within :math:`|S|/2` of each
+    other or p's is -inf (float32: logits :math:`5.8 \cdot 10^{17}` apart count as disjoint
+    supports). It rides in the same sum (then inf), so the loop stays one fused pass: a separate
+    ``any`` over the supports cost XLA CPU a second one (about 40% more time), and the flag from
+    two clamped support indicators six operations per entry more than this one (0.3 ms of 2.9 at
+    (4096, 1024)). No clamp (``jnp.clip``): XLA CPU splits the fused loop at it (12 ms).
     """
     big = jnp.finfo(terms.dtype).max
-    total = jnp.sum(terms + big * lax.stop_gradient(p_only), axis=axis)  # a flag: no derivative
+    flag = jnp.maximum(a - b + _stand_in(terms.dtype) / 2, 0) * big
+    total = jnp.sum(terms + lax.stop_gradient(flag), axis=axis)  # a flag: no derivative
     return jnp.where(total >= big / 2, jnp.inf, total)
 
 
@@ -504,13 +515,13 @@ def _ce_parts(lp, lq, axis):
     (sa, ea), (sb, eb, tb, _) = _shifted_exp(lp, axis), _softmax_parts(lq, axis, None)
     za = jnp.maximum(jnp.sum(ea, axis=axis, keepdims=True), 1)  # 0 without support: p = 0
     logq = jnp.maximum(sb - jnp.log1p(tb), _stand_in(sb.dtype))
-    return ea * (1 / za), eb / (1 + tb), logq, _on(sa) * (1 - _on(sb))
+    return ea * (1 / za), eb / (1 + tb), logq, sa
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _cross_entropy_logits(lp, lq, axis):
-    p, _, logq, p_only = _ce_parts(lp, lq, axis)
-    return _sum_or_inf(-p * logq, p_only, axis)
+    p, _, logq, sa = _ce_parts(lp, lq, axis)
+    return _sum_or_inf(-p * logq, sa, logq, axis)
 
 
 def _tangent(parts, axis, like):
@@ -532,8 +543,8 @@ def _barriered(primals, tangents):
 
 
 def _cross_entropy_logits_jvp(axis, primals, tangents):
-    p, _, logq, p_only = _ce_parts(*primals, axis)
-    value = _sum_or_inf(-p * logq, p_only, axis)
+    p, _, logq, sa = _ce_parts(*primals, axis)
+    value = _sum_or_inf(-p * logq, sa, logq, axis)
     first, second = _barriered(primals, tangents)
 
     def dp():
@@ -554,8 +565,8 @@ def _kl_logits_value(lp, lq, axis):
     """KL from logits in two passes over the data (the maxima, then one fused loop): the
     per-term sum of :func:`_kl_terms` (float32 logits 1e-3 apart: 1.3e-6 of the KL, 1.2e-9 in
     float64)."""
-    p, q, u, on_p, on_q = _log_ratio_logits(lp, lq, axis)
-    return _sum_or_inf(_kl_terms(p, q, u), on_p * (1 - on_q), axis)
+    p, q, u, a, b = _log_ratio_logits(lp, lq, axis)
+    return _sum_or_inf(_kl_terms(p, q, u), a, b, axis)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))

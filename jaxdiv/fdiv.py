@@ -39,6 +39,7 @@ from jaxdiv.discrete import (
     _kl_terms,
     _log_ratio_logits,
     _log_softmax,
+    _logit_support,
     _pair,
     kl_divergence,
 )
@@ -280,7 +281,8 @@ def _logit_parts(lp, lq, ax):
     """p, q = softmax(lp), softmax(lq) and the fast loops' (p - q, r, supports) from logits:
     r = log(p / q) from the logits (the tails form of :func:`_log_ratio_logits`: exact where
     p ~ q, finite where p or q underflows), both masked to the joint support."""
-    p, q, u, op, oq = _log_ratio_logits(lp, lq, ax)
+    p, q, u, a, b = _log_ratio_logits(lp, lq, ax)
+    op, oq = _logit_support(a), _logit_support(b)
     m = op * oq
     return p, q, ((p - q) * m, u * m, (op, oq))
 

@@ -326,6 +326,13 @@ def test_logit_twins_infinite_where_p_underflows_and_q_vanishes():
     assert kl_divergence_with_logits(lp, lq) == jnp.inf
     assert cross_entropy_with_logits(lp, lq) == jnp.inf
     np.testing.assert_allclose(js_divergence_with_logits(lp, lq), 0.0, atol=1e-30)
+    # Finite logits far apart (q_2 underflows too, but is > 0), and -inf in both: finite.
+    for lq in (jnp.array([0.0, -1e10], jnp.float32), jnp.array([0.0, -1e17], jnp.float32)):
+        assert kl_divergence_with_logits(lp, lq) < 1e-30
+        assert cross_entropy_with_logits(lp, lq) < 1e-30
+    both = jnp.array([0.0, -jnp.inf], jnp.float32)
+    assert kl_divergence_with_logits(both, both) == 0
+    assert cross_entropy_with_logits(both, both) == 0
 
 
 @pytest.mark.parametrize("where", [None, np.array([True, True, False, True, True])])
