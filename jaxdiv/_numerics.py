@@ -273,6 +273,104 @@ def expm1_minus_x(x: jax.Array) -> jax.Array:
     return jnp.where(small, poly * xs * xs, jnp.expm1(x) - x)
 
 
+# Sorting along the last axis. XLA CPU's sort calls a comparator per comparison: 24 ms for
+# 100 rows of 2048 floats, against 2.2 ms for a bitonic network of elementwise min/max (and
+# 4.4 ms carrying the permutation by selects). Other backends keep lax.sort.
+
+
+def _stages(n: int):
+    """(half-width, mirrored) of the compare-exchange stages of a bitonic network on n = 2^k:
+    each merge starts by comparing each block with its mirror image, so every stage sorts
+    ascending (no direction masks)."""
+    k = 2
+    while k <= n:
+        yield k // 2, True
+        j = k // 4
+        while j >= 1:
+            yield j, False
+            j //= 2
+        k *= 2
+
+
+def _exchange(xs: tuple, width: int, mirrored: bool, op) -> tuple:
+    """One stage over the last axis of each array in ``xs``: the halves ``a, b`` of every block
+    of ``2 width`` entries (``b`` reversed if ``mirrored``) replaced by ``op(a, b) = (low,
+    high)``."""
+    def halves(v):
+        y = v.reshape(*v.shape[:-1], v.shape[-1] // (2 * width), 2, width)
+        a, b = y[..., 0, :], y[..., 1, :]
+        return a, b[..., ::-1] if mirrored else b
+
+    lo, hi = op(*zip(*map(halves, xs), strict=True))
+    return tuple(jnp.stack([u, v[..., ::-1] if mirrored else v], -2).reshape(x.shape)
+                 for u, v, x in zip(lo, hi, xs, strict=True))
+
+
+def _pad_pow2(x: jax.Array, fill) -> jax.Array:
+    n = x.shape[-1]
+    extra = (1 << max(n - 1, 0).bit_length()) - n
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, extra)], constant_values=fill)
+
+
+def _min_max(a, b):
+    return (jnp.minimum(a[0], b[0]),), (jnp.maximum(a[0], b[0]),)
+
+
+def _select(a, b):
+    # NaN after everything, as in jnp.sort, and NaNs (the pads among them) in index order
+    (va, ia), (vb, ib) = a, b
+    le = jnp.where(jnp.isnan(vb), ~jnp.isnan(va) | (ia <= ib), va <= vb)
+    return (tuple(jnp.where(le, u, v) for u, v in zip(a, b, strict=True)),
+            tuple(jnp.where(le, v, u) for u, v in zip(a, b, strict=True)))
+
+
+def _network(x: jax.Array, with_order: bool) -> tuple:
+    """(sorted ``x``,) or (sorted ``x``, permutation) along the last axis, by the network on
+    ``x`` padded to a power of two (with +inf, NaN taken as +inf and put back last; with NaN
+    when ordering: after the row's NaNs by index); the pads sort last and are cut off."""
+    n = x.shape[-1]
+    nan = jnp.isnan(x)
+    xs = (_pad_pow2(x, np.nan) if with_order else _pad_pow2(jnp.where(nan, np.inf, x), np.inf),)
+    if with_order:
+        xs += (jnp.broadcast_to(jnp.arange(xs[0].shape[-1]), xs[0].shape),)
+    for width, mirrored in _stages(xs[0].shape[-1]):
+        xs = _exchange(xs, width, mirrored, _select if with_order else _min_max)
+    xs = tuple(v[..., :n] for v in xs)
+    if with_order:
+        return xs
+    # min and max propagate NaN: they sorted as +inf; the row's NaNs go last, as in jnp.sort
+    last = jnp.arange(n) >= n - jnp.sum(nan, axis=-1, keepdims=True)
+    return (jnp.where(last & jnp.any(nan, axis=-1, keepdims=True), np.nan, xs[0]),)
+
+
+@jax.custom_jvp
+def _network_sort(x: jax.Array) -> jax.Array:
+    return _network(x, False)[0]
+
+
+@_network_sort.defjvp
+def _network_sort_jvp(primals, tangents):
+    # the tangent permuted as the values (the derivative of jnp.sort): from the network that
+    # carries the permutation, run only when a derivative is taken
+    y, order = _network(primals[0], True)
+    return y, jnp.take_along_axis(tangents[0], order, axis=-1)
+
+
+def sort_last(x: jax.Array) -> jax.Array:
+    """``jnp.sort(x, axis=-1)`` for floats, differentiable the same way (the tangent permuted
+    with the values), NaN last; on CPU by the bitonic network (10x faster there)."""
+    return jax.lax.platform_dependent(x, cpu=_network_sort,
+                                      default=lambda v: jnp.sort(v, axis=-1))
+
+
+def argsort_last(x: jax.Array) -> jax.Array:
+    """``jnp.argsort(x, axis=-1)`` for floats, NaN last (ties in any order, not necessarily
+    stable; not differentiable, like argsort); on CPU by the network carrying the permutation
+    (5x faster there)."""
+    return jax.lax.platform_dependent(x, cpu=lambda v: _network(v, True)[1],
+                                      default=lambda v: jnp.argsort(v, axis=-1))
+
+
 def replicated(x: jax.Array) -> jax.Array:
     """``x`` gathered onto every device when it is sharded on a mesh with Explicit axes.
 

@@ -17,7 +17,14 @@ from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
-from jaxdiv._numerics import compute_dtype, replicated, safe, uniform_weights
+from jaxdiv._numerics import (
+    argsort_last,
+    compute_dtype,
+    replicated,
+    safe,
+    sort_last,
+    uniform_weights,
+)
 
 __all__ = ["energy_distance", "mmd", "sliced_wasserstein", "wasserstein_1d"]
 
@@ -36,10 +43,10 @@ def _quantile_pairs(x, y, a, b):
     """
     if a is None and b is None and x.shape == y.shape:  # quantiles at the same levels k/n
         n = x.shape[0]
-        return jnp.sort(x) - jnp.sort(y), jnp.full((n,), 1.0 / n, x.dtype)
+        return sort_last(x) - sort_last(y), jnp.full((n,), 1.0 / n, x.dtype)
     (n,), (m,) = x.shape, y.shape
     a, b = uniform_weights(a, n, x.dtype), uniform_weights(b, m, x.dtype)
-    ix, iy = jnp.argsort(x), jnp.argsort(y)
+    ix, iy = argsort_last(x), argsort_last(y)
     xs, ys = x[ix], y[iy]
     # CDF levels (cummax: sorted whatever order XLA sums in), merged by binary search
     cx, cy = lax.cummax(jnp.cumsum(a[ix])), lax.cummax(jnp.cumsum(b[iy]))
@@ -331,8 +338,8 @@ def _median_bandwidth(z):
     k = min(z.shape[0], _MEDIAN_POINTS)
     sub = z[np.round(np.linspace(0, z.shape[0] - 1, k)).astype(int)]
     i, j = np.triu_indices(k, k=1)
-    d = _sqrt0(_sqdist_block(sub, sub)[i, j])
-    med = jnp.median(d)
+    d = sort_last(_sqrt0(_sqdist_block(sub, sub)[i, j]))
+    med = 0.5 * (d[(len(i) - 1) // 2] + d[len(i) // 2])  # jnp.median; 1 / 9 of its time on CPU
     return lax.stop_gradient(jnp.where(med > 0, med, 1.0))
 
 

@@ -10,6 +10,7 @@ from jax.experimental import checkify
 from scipy.spatial.distance import cdist, pdist
 
 from jaxdiv._checks import checked
+from jaxdiv._numerics import argsort_last, sort_last
 from jaxdiv.sample_distances import energy_distance, mmd, sliced_wasserstein, wasserstein_1d
 
 
@@ -21,6 +22,48 @@ def clouds(seed, n=40, m=30, d=2, shift=1.0):
 def weights(seed, n):
     w = np.random.default_rng(seed).uniform(0.2, 1.0, size=n)
     return w / w.sum()
+
+
+# --------------------------------------------------------------------------------------------
+# The sorts behind them (a bitonic network on CPU): numpy's order, NaN last, jnp.sort's derivative
+
+
+def _awkward_rows(n, seed=0):
+    r = np.random.default_rng(seed)
+    v = np.round(r.normal(size=(5, n)), 1)  # ties
+    v[v > 1.2] = np.inf
+    v[v < -1.3] = -np.inf
+    v[0, ::3] = np.nan
+    v[1] = np.nan
+    v[2, : n // 2] = 0.0
+    v[2, n // 2:] = -0.0
+    return v
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 33, 100, 1024, 1500])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sort_helpers_match_numpy(n, dtype):
+    v = _awkward_rows(n).astype(dtype)
+    ref = np.sort(v, axis=-1)  # NaN last
+    got = np.asarray(jax.jit(sort_last)(jnp.asarray(v)))
+    np.testing.assert_array_equal(got, ref)
+    order = np.asarray(jax.jit(argsort_last)(jnp.asarray(v)))
+    assert (np.sort(order, -1) == np.arange(n)).all()  # a permutation of each row
+    np.testing.assert_array_equal(np.take_along_axis(v, order, -1), ref)
+    assert order.dtype == jnp.argsort(jnp.asarray(v)).dtype
+    # under vmap over a middle axis, as sliced_wasserstein uses it
+    np.testing.assert_array_equal(
+        np.asarray(jax.vmap(sort_last, in_axes=1, out_axes=1)(jnp.asarray(v[None]))), ref[None])
+
+
+def test_sort_last_derivatives_are_jnp_sorts():
+    r = np.random.default_rng(1)
+    v, w = jnp.asarray(r.normal(size=(3, 37))), jnp.asarray(r.normal(size=37))
+    loss = lambda sort: lambda v: jnp.sum(sort(v) ** 3 * w)
+    np.testing.assert_array_equal(jax.grad(loss(sort_last))(v),
+                                  jax.grad(loss(lambda u: jnp.sort(u, axis=-1)))(v))
+    np.testing.assert_allclose(jax.hessian(loss(sort_last))(v[0]),
+                               jax.hessian(loss(lambda u: jnp.sort(u, axis=-1)))(v[0]), rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
