@@ -8,6 +8,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import mpmath as mp
 import numpy as np
 import pytest
 import scipy.linalg as sl
@@ -70,6 +71,24 @@ def test_normal_kl_accurate_near_equal():
         kl = gaussian_kl(Normal(0.0, 1.0 + d), Normal(0.0, 1.0))
         np.testing.assert_allclose(kl, d**2 - d**3 / 3 + d**4 / 4, rtol=1e-8)
     assert gaussian_kl(Normal(0.5, 2.0), Normal(0.5, 2.0)) == 0.0
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_normal_kl_scale_ratios_against_mpmath(dtype, rtol):
+    # Both sides of the series' switch at |sigma_p / sigma_q - 1| = 0.1, far ratios, and ratios
+    # that under- or overflow: 0.5 (m^2 - 1) - log m with m = sigma_p / sigma_q, to 40 digits.
+    mp.mp.dps = 40
+    pairs = [(1.0999, 1.0), (1.1001, 1.0), (0.9001, 1.0), (0.8999, 1.0), (3.0, 1.0),
+             (1.0, 3.0), (1 + 1e-4, 1.0), (2.5e-4, 7e-4), (1e-30, 1e10), (1e15, 1e-15)]
+    for sp, sq in pairs:
+        sp, sq = dtype(sp), dtype(sq)  # the reference takes the rounded inputs
+        m = mp.mpf(float(sp)) / mp.mpf(float(sq))
+        ref = float((m * m - 1) / 2 - mp.log(m))
+        kl = gaussian_kl(Normal(jnp.asarray(0, dtype), sp), Normal(jnp.asarray(0, dtype), sq))
+        if ref > float(np.finfo(dtype).max):
+            assert kl == np.inf
+        else:
+            np.testing.assert_allclose(float(kl), ref, rtol=rtol, err_msg=f"{sp}, {sq}")
 
 
 @pytest.mark.parametrize("d", [1, 2, 5])
