@@ -233,7 +233,11 @@ def sliced_wasserstein(key: jax.Array, x: ArrayLike, y: ArrayLike, *,
 
 # Kernel and energy distances: the matmul form |x|^2 + |y|^2 - 2 x.y, blocked over rows
 
-_BLOCK_ENTRIES = 2**22  # entries of one [block, m] tile (16 MiB in float32) by default
+# Entries of one [block, m] tile by default: 2M (8 MiB in float32), cache-sized. XLA CPU writes
+# the tile out before summing it; at 16 MiB three pair sums (energy distance) no longer stayed
+# in a 32 MiB L3: 14.1 ms against 6.8 at n = m = 2048, d = 32 (mmd 23.8 -> 6.4). On a GPU a
+# larger batch_size may pay (fewer steps of the loop over tiles).
+_BLOCK_ENTRIES = 2**21
 _MEDIAN_POINTS = 1024  # pooled points the median heuristic looks at
 
 
@@ -256,10 +260,12 @@ def _sqdist_block(xb, y):
     exactly 0. So is every self-distance |x_i - x_i|, whatever the rounding.
     """
     nx, ny = jnp.sum(xb * xb, axis=1), jnp.sum(y * y, axis=1)
-    scale = nx[:, None] + ny[None, :]
-    d2 = scale - 2 * lax.dot_general(xb, y, (((1,), (1,)), ((), ())), precision=HIGHEST)
-    floor = 2 * (xb.shape[1] + 2) * jnp.finfo(d2.dtype).eps * scale
-    return jnp.where(d2 <= floor, 0, d2)
+    d2 = nx[:, None] + ny[None, :] - 2 * lax.dot_general(xb, y, (((1,), (1,)), ((), ())),
+                                                          precision=HIGHEST)
+    # the floor from its own broadcasts: one [B, m] sum |x_i|^2 + |y_j|^2 read twice was
+    # written out in full by XLA CPU, and the tile took 5.7x the time (8.5 ms against 1.5)
+    c = 2 * (xb.shape[1] + 2) * jnp.finfo(d2.dtype).eps
+    return jnp.where(d2 <= c * nx[:, None] + c * ny[None, :], 0, d2)
 
 
 def _pair_sum(phi, x, y, theta, *, diagonal, exclude_diagonal, block):
@@ -338,9 +344,30 @@ def _median_bandwidth(z):
     k = min(z.shape[0], _MEDIAN_POINTS)
     sub = z[np.round(np.linspace(0, z.shape[0] - 1, k)).astype(int)]
     i, j = np.triu_indices(k, k=1)
-    d = sort_last(_sqrt0(_sqdist_block(sub, sub)[i, j]))
-    med = 0.5 * (d[(len(i) - 1) // 2] + d[len(i) // 2])  # jnp.median; 1 / 9 of its time on CPU
+    d = _sqrt0(_sqdist_block(sub, sub)[i, j])
+    med = jnp.mean(_order_statistics(d, [(len(i) - 1) // 2, len(i) // 2]))  # jnp.median
     return lax.stop_gradient(jnp.where(med > 0, med, 1.0))
+
+
+def _order_statistics(d, ks):
+    """The ``ks``-th smallest (0-based) of the non-negative ``d`` (NaN taken as +inf), exactly,
+    by bisection on the bit patterns (monotone for non-negative floats): 31 counting passes,
+    no sort. 523,776 distances: 3.4 ms, against 12 ms sorting them (100 ms for jnp.median
+    by XLA CPU's sort)."""
+    itype = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[d.dtype.itemsize]
+    top = int(np.array(np.inf, d.dtype).view(np.dtype(itype)))
+    bits = jnp.minimum(lax.bitcast_convert_type(d, itype), top)
+    ks = jnp.asarray(ks, itype)
+
+    def halve(_, bounds):  # invariant: at least k + 1 entries have bits <= hi
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        enough = jnp.sum(bits[None, :] <= mid[:, None], axis=1, dtype=itype) > ks
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+    steps = top.bit_length()
+    lo, _ = lax.fori_loop(0, steps, halve, (jnp.zeros_like(ks), jnp.full_like(ks, top)))
+    return lax.bitcast_convert_type(lo, d.dtype)
 
 
 def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] = "gaussian",
@@ -373,7 +400,7 @@ def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] 
       x, y: samples ``[n, d]`` and ``[m, d]``, n, m >= 2.
       kernel: ``'gaussian'`` or ``'laplacian'``.
       bandwidth: :math:`\sigma > 0`; None for the median heuristic.
-      batch_size: rows per tile (static); None: about 4M entries (16 MiB in float32) a tile.
+      batch_size: rows per tile (static); None: about 2M entries (8 MiB in float32) a tile.
 
     Returns:
       :math:`\widehat{\mathrm{MMD}}^2_u`, a scalar of the input dtype.
@@ -433,7 +460,7 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, batch_size: int | None = None
 
     Args:
       x, y: samples ``[n, d]`` and ``[m, d]``.
-      batch_size: rows per tile (static); None: about 4M entries (16 MiB in float32) a tile.
+      batch_size: rows per tile (static); None: about 2M entries (8 MiB in float32) a tile.
 
     Returns:
       :math:`\mathcal{E}`, a scalar of the input dtype.
