@@ -445,6 +445,9 @@ def fdiv_impls():
         "alpha_divergence(2)": ("probs", {
             "jaxdiv": lambda p, q: jaxdiv.alpha_divergence(p, q, 2.0),
             "jnp": lambda p, q: 0.5 * (jnp.sum(p ** 2 / q, -1) - 1)}),
+        "alpha_divergence(0.3)": ("probs", {  # the general path (1/2, 2, -1 have closed forms)
+            "jaxdiv": lambda p, q: jaxdiv.alpha_divergence(p, q, 0.3),
+            "jnp": lambda p, q: (1 - jnp.sum(p ** 0.3 * q ** 0.7, -1)) / 0.21}),
         "hellinger_distance": ("probs", {
             "jaxdiv": jaxdiv.hellinger_distance,
             "jnp": lambda p, q: jnp.sqrt(0.5 * jnp.sum((jnp.sqrt(p) - jnp.sqrt(q)) ** 2, -1))}),
@@ -464,6 +467,8 @@ def fdiv_impls():
             lambda lu: vi.amari_alpha(lu, alpha=0.5, self_normalized=True))
         Q["alpha_divergence(2)"][1]["TFP-JAX"] = _csiszar(
             lambda lu: vi.amari_alpha(lu, alpha=2.0, self_normalized=True))
+        Q["alpha_divergence(0.3)"][1]["TFP-JAX"] = _csiszar(
+            lambda lu: vi.amari_alpha(lu, alpha=0.3, self_normalized=True))
         Q["hellinger_distance"][1]["TFP-JAX"] = lambda p, q: jnp.sqrt(
             0.5 * _csiszar(vi.squared_hellinger)(p, q))
         Q["chi_square_divergence"][1]["TFP-JAX"] = _csiszar(vi.pearson)
@@ -473,6 +478,7 @@ def fdiv_impls():
 
 
 _FKEY = {"alpha_divergence(0.5)": ("alpha", 0.5), "alpha_divergence(2)": ("alpha", 2.0),
+         "alpha_divergence(0.3)": ("alpha", 0.3),
          "hellinger_distance": ("hellinger", None), "chi_square_divergence": ("chi2", None),
          "jeffreys_divergence": ("jeffreys", None), "total_variation": ("tv", None)}
 
