@@ -166,14 +166,16 @@ if [[ $quick -eq 1 ]]; then
              jaxdiv/closed_forms.py)
   discrete_args=(--rows 256 --cols 64 --no-scipy)
   transport_args=(--sizes 64 --epsilon 0.1 --threshold 1e-3 --skip-pot --online-size 128
-                  --batch-size 32 --w1-size 1000 --repeats 1)
+                  --batch-size 32 --w1-size 1000 --repeats 1 --large-size 0)
   sweep_args=(--fits 8 --steps 20 --samples 16 --loop-fits 2 --repeats 1)
   distillation_args=(--tokens 64 --hidden 16 --vocab 256 --rounds 1)
   bench_timeout="${bench_timeout:-120}"
 else
   test_args=()
   discrete_args=(--rows 65536 --cols 4096 --no-scipy)
-  transport_args=(--sizes 16384 --epsilon 0.01 --threshold 1e-3 --skip-pot --online-size 65536)
+  # --large-size 0: the 65,536-point mmd/energy runs would not fit the stage's time limit
+  transport_args=(--sizes 16384 --epsilon 0.01 --threshold 1e-3 --skip-pot --online-size 65536
+                  --large-size 0)
   sweep_args=(--fits 4096 --steps 2000 --samples 256 --loop-fits 64 --repeats 3)
   distillation_args=(--gpu --rounds 2)
 fi

@@ -227,8 +227,11 @@ def kernel_rows(args):
         rows.append((f"{q}, n=m={n}, d={d}", f"{1e3 * wj:.1f}", f"{1e3 * wm:.1f}",
                      f"{wm / wj:.2f}x", f"{1e3 * cj:.1f}", f"{1e3 * cm:.1f}", f"{cm / cj:.2f}x",
                      f"{mem['jaxdiv']:.0f}", f"{mem['matmul form']:.0f}"))
-    # 65,536 points: run once each (the matmul form would need three 16 GiB matrices)
-    big = 65536
+    # --large-size points (65,536): run once each (the matmul form would need three 16 GiB
+    # matrices there)
+    big = args.large_size
+    if not big:
+        return rows
     xb = jnp.asarray(r.normal(size=(big, d)), jnp.float32)
     yb = jnp.asarray(0.8 * r.normal(size=(big, d)) + 0.5, jnp.float32)
     for q, f in (("mmd value (median bandwidth)", jaxdiv.mmd),
@@ -242,7 +245,7 @@ def kernel_rows(args):
         w, c = time.perf_counter() - w0, time.process_time() - c0
         rows.append((f"{q}, n=m={big}, d={d} (one run)", f"{1e3 * w:.0f}", "-", "-",
                      f"{1e3 * c:.0f}", "-", "-", f"{temp / 2**20:.0f}",
-                     f"{big**2 * 4 * 3 / 2**30:.0f} GiB (3 matrices)"))
+                     f"{big**2 * 4 * 3 / 2**20:.0f} MiB (3 matrices)"))
     return rows
 
 
@@ -301,6 +304,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (overhead, kernels)")
     p.add_argument("--sections", nargs="+", default=["sinkhorn", "w1", "overhead", "kernels"],
                    choices=["sinkhorn", "w1", "overhead", "kernels", "convergence"])
+    p.add_argument("--large-size", type=int, default=65536,
+                   help="kernels: n = m of the one-off large runs (0: skip them)")
     p.add_argument("--conv-size", type=int, default=1024)
     p.add_argument("--conv-epsilon", type=float, default=0.01)
     p.add_argument("--conv-reference-iterations", type=int, default=100_000)
