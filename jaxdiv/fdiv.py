@@ -536,7 +536,7 @@ def _pearson_term_jvp(primals, tangents):
     (p, q), (dp, dq) = primals, tangents
     Q = q > 0
     r = jnp.where(Q, ratio(p - q, jnp.where(Q, q, 1)), 0)
-    return _pearson_term(p, q), jnp.where(p > 0, r, 0) * dp - 0.5 * r * (r + 2) * dq
+    return _pearson_term(p, q), jnp.where(p > 0, r, 0) * dp - _times(0.5 * r * (r + 2), dq)
 
 
 def alpha_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, alpha: ArrayLike, *,
@@ -891,7 +891,14 @@ def _chi_square_term_jvp(primals, tangents):
     (p, q), (dp, dq) = primals, tangents
     Q = q > 0
     r = jnp.where(Q, ratio(p - q, jnp.where(Q, q, 1)), 0)
-    return _chi_square_term(p, q), 2 * r * dp - r * (r + 2) * dq
+    return _chi_square_term(p, q), 2 * r * dp - _times(r * (r + 2), dq)
+
+
+def _times(c, t):
+    """``c * t`` with the coefficient capped at the largest float: where it overflows (q/p past
+    ~1e19 in float32) a zero tangent stays 0, not inf * 0 = NaN (jvp, jacfwd), and a unit
+    tangent gives the largest float instead of inf. Linear in ``t``."""
+    return jnp.clip(c, -jnp.finfo(c.dtype).max, jnp.finfo(c.dtype).max) * t
 
 
 def jeffreys_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,

@@ -350,13 +350,13 @@ def _median_bandwidth(z):
 
 
 def _order_statistics(d, ks):
-    """The ``ks``-th smallest (0-based) of the non-negative ``d`` (NaN taken as +inf), exactly,
-    by bisection on the bit patterns (monotone for non-negative floats): 31 counting passes,
-    no sort. 523,776 distances: 3.4 ms, against 12 ms sorting them (100 ms for jnp.median
-    by XLA CPU's sort)."""
+    """The ``ks``-th smallest (0-based) of the non-negative ``d`` (NaN of either sign taken as
+    +inf), exactly, by bisection on the bit patterns (monotone for non-negative floats): 31
+    counting passes, no sort. 523,776 distances: 3.4 ms, against 12 ms sorting them (100 ms
+    for jnp.median by XLA CPU's sort)."""
     itype = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[d.dtype.itemsize]
     top = int(np.array(np.inf, d.dtype).view(np.dtype(itype)))
-    bits = jnp.minimum(lax.bitcast_convert_type(d, itype), top)
+    bits = jnp.minimum(lax.bitcast_convert_type(jnp.abs(d), itype), top)  # -NaN too
     ks = jnp.asarray(ks, itype)
 
     def halve(_, bounds):  # invariant: at least k + 1 entries have bits <= hi

@@ -57,6 +57,18 @@ def test_sort_helpers_match_numpy(n, dtype):
         np.asarray(jax.vmap(sort_last, in_axes=1, out_axes=1)(jnp.asarray(v[None]))), ref[None])
 
 
+def test_median_order_statistics_take_nan_of_either_sign_as_inf():
+    from jaxdiv.sample_distances import _order_statistics
+
+    d = jnp.array([1.0, 2.0, np.inf]) - jnp.array([0.0, 0.0, np.inf])  # inf - inf: a -NaN
+    np.testing.assert_array_equal(_order_statistics(d, [0, 1, 2]), [1.0, 2.0, np.inf])
+    r = np.random.default_rng(3)
+    v = np.abs(r.normal(size=1001))
+    v[::9] = 0.0
+    ks = [0, 500, 1000]
+    np.testing.assert_array_equal(jax.jit(lambda d: _order_statistics(d, ks))(v), np.sort(v)[ks])
+
+
 def test_sort_last_derivatives_are_jnp_sorts():
     r = np.random.default_rng(1)
     v, w = jnp.asarray(r.normal(size=(3, 37))), jnp.asarray(r.normal(size=37))
