@@ -254,6 +254,14 @@ def uniform_weights(w: jax.Array | None, n: int, dtype: Any) -> jax.Array:
     return jnp.full((n,), 1.0 / n, dtype) if w is None else w
 
 
+def polynomial(coefs, x: jax.Array) -> jax.Array:
+    """``sum_k coefs[k] x^k`` by Horner's rule (``coefs[0]`` the constant term)."""
+    y = jnp.full_like(x, coefs[-1])
+    for c in coefs[-2::-1]:
+        y = y * x + c
+    return y
+
+
 # 1/k! for k = 10, 9, ..., 2: the Taylor series of e^x - 1 - x, for Horner's rule.
 _TAYLOR = tuple(1.0 / float(np.prod(np.arange(1, k + 1))) for k in range(10, 1, -1))
 
@@ -267,10 +275,7 @@ def expm1_minus_x(x: jax.Array) -> jax.Array:
     """
     small = jnp.abs(x) < 0.1
     xs = jnp.where(small, x, 0.0)
-    poly = jnp.zeros_like(xs)
-    for c in _TAYLOR:
-        poly = poly * xs + c
-    return jnp.where(small, poly * xs * xs, jnp.expm1(x) - x)
+    return jnp.where(small, polynomial(_TAYLOR[::-1], xs) * xs * xs, jnp.expm1(x) - x)
 
 
 # Sorting along the last axis. XLA CPU's sort calls a comparator per comparison: 24 ms for
@@ -329,10 +334,12 @@ def _network(x: jax.Array, with_order: bool) -> tuple:
     ``x`` padded to a power of two (with +inf, NaN taken as +inf and put back last; with NaN
     when ordering: after the row's NaNs by index); the pads sort last and are cut off."""
     n = x.shape[-1]
-    nan = jnp.isnan(x)
-    xs = (_pad_pow2(x, np.nan) if with_order else _pad_pow2(jnp.where(nan, np.inf, x), np.inf),)
     if with_order:
+        xs = (_pad_pow2(x, np.nan),)
         xs += (jnp.broadcast_to(jnp.arange(xs[0].shape[-1]), xs[0].shape),)
+    else:
+        nan = jnp.isnan(x)
+        xs = (_pad_pow2(jnp.where(nan, np.inf, x), np.inf),)
     for width, mirrored in _stages(xs[0].shape[-1]):
         xs = _exchange(xs, width, mirrored, _select if with_order else _min_max)
     xs = tuple(v[..., :n] for v in xs)
@@ -340,7 +347,7 @@ def _network(x: jax.Array, with_order: bool) -> tuple:
         return xs
     # min and max propagate NaN: they sorted as +inf; the row's NaNs go last, as in jnp.sort
     last = jnp.arange(n) >= n - jnp.sum(nan, axis=-1, keepdims=True)
-    return (jnp.where(last & jnp.any(nan, axis=-1, keepdims=True), np.nan, xs[0]),)
+    return (jnp.where(last, np.nan, xs[0]),)
 
 
 @jax.custom_jvp

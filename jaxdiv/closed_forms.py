@@ -26,7 +26,7 @@ from jax.scipy.special import digamma, gammaln
 
 from jaxdiv._checks import checking
 from jaxdiv._families import Family, read
-from jaxdiv._numerics import compute_dtype, expm1_minus_x, safe
+from jaxdiv._numerics import compute_dtype, expm1_minus_x, polynomial, safe
 from jaxdiv.discrete import kl_divergence, kl_divergence_with_logits
 from jaxdiv.distributions import replicated
 
@@ -171,9 +171,7 @@ def _scale_term(a: jax.Array, b: jax.Array) -> jax.Array:
     t = (a - b) / b
     near = jnp.abs(t) < 0.1
     tn = safe(near, t, 0.0)
-    poly = jnp.zeros_like(tn)
-    for c in _log_series(tn.dtype)[::-1]:
-        poly = poly * tn + c
+    poly = polynomial(_log_series(tn.dtype), tn)
     af, bf = safe(~near, a), safe(~near, b)
     m = af / bf
     far = (m - 1) * (m + 1) - 2 * (jnp.log(af) - jnp.log(bf))

@@ -32,6 +32,7 @@ from jaxdiv._numerics import (
     log_ratio,
     mask_of,
     masked_sum,
+    polynomial,
     ratio,
     safe,
 )
@@ -52,13 +53,6 @@ _E2 = [1.0 / math.factorial(k + 2) for k in range(17)]  # (e^x - 1 - x) / x^2, |
 _L1 = [(-1.0) ** k / (k + 1) for k in range(15)]  # log1p(y) / y, |y| < 0.1
 
 
-def _poly(coefs, x):
-    y = jnp.full_like(x, coefs[-1])
-    for c in coefs[-2::-1]:
-        y = y * x + c
-    return y
-
-
 def _pos(x):
     """x > 0, or NaN: a NaN entry stays in the sums, so NaN in gives NaN out (IEEE)."""
     return ~(x <= 0)
@@ -74,14 +68,14 @@ def _w(la, a, r, t):
     small = jnp.abs(x) <= 1
     xs, xb, ts = jnp.where(small, x, 0), jnp.where(small, 0, x), jnp.where(small, 1, t)
     big = (jnp.exp(la + xb) - a * (1 + xb)) / (ts * ts)  # |x| > 1: no cancellation
-    return jnp.where(small, a * r * r * _poly(_E2, xs), big)
+    return jnp.where(small, a * r * r * polynomial(_E2, xs), big)
 
 
 def _log1prel(y):
     """log1p(y) / y, smooth through y = 0."""
     small = jnp.abs(y) < 0.1
     ys = jnp.where(small, 1, y)
-    return jnp.where(small, _poly(_L1, jnp.where(small, y, 0)), jnp.log1p(ys) / ys)
+    return jnp.where(small, polynomial(_L1, jnp.where(small, y, 0)), jnp.log1p(ys) / ys)
 
 
 def _param(fn, name, x, shape, ax, dtype):
@@ -302,7 +296,7 @@ def _alpha_fast(p, q, alpha, ax, parts=None):
     # shared broadcast of it out in full)
     near = jnp.floor(1.5 - jnp.minimum(jnp.abs(r) * (2 * jnp.maximum(jnp.abs(beta), 1)), 1.5))
     closed = s * d - c * jnp.expm1(b0 * rho) * (1 / b0)
-    k = closed + near * (c * rho * rho * _poly(coefs, rho) - closed)
+    k = closed + near * (c * rho * rho * polynomial(coefs, rho) - closed)
     total = jnp.sum(k, axis=ax, keepdims=True)
     edge = _edges(p, q, jnp.where(alpha < 1, (1 - beta) / jnp.where(alpha < 1, 1 - alpha, 1), 0),
                   jnp.where(alpha >= 1, big, 0),
