@@ -102,7 +102,7 @@ def _run(fn, body, x, y, axis, where, base=None, alpha=None, logits=False):
     """Converts and checks the arguments, then computes ``body``."""
     names = ("logits_p", "logits_q") if logits else ("p", "q")
     x, y = C.as_float(fn, names[0], x), C.as_float(fn, names[1], y)
-    if body in (_alpha, _renyi):  # a real alpha: None raises here, not deep in the body
+    if body in (_alpha, _alpha_inside, _renyi, _renyi_inside):  # None raises here, not deep
         alpha = C.as_float(fn, "alpha", alpha)
     if not isinstance(axis, (int, np.integer)):
         C.event_axis(fn, (), axis)  # raises the TypeError for a non-static axis
@@ -232,7 +232,9 @@ def _renyi_general(x, y, where, ax, alpha, logits):
 # rho = -r (the mirror D_alpha(p||q) = D_(1-alpha)(q||p)), both computed and blended by a
 # floor; Renyi as sum p expm1(t r) / t, t = alpha - 1 (M - sum p over t: the KL-anchored form,
 # rounding eps p |r| per term). Entries with one side 0 contribute their limits through a
-# second cheap loop (edges, and flags weighted by the largest float for +-inf). A row that a
+# second cheap loop (edges, and flags weighted by the largest float for +-inf); for an order
+# given as a Python number in (0, 1) those limits are finite and ride in the first loop
+# (`inside`: one pass over memory fewer; alpha(0.3) at (4096, 1024) 7.3 -> 5.5 ms). A row that a
 # loop cannot do exactly (an overflow, a NaN, Renyi's M << sum p, nothing kept) comes out NaN
 # and is redone by the general path above, under a lax.cond that is skipped when no row needs
 # it (under vmap both branches run: still exact).
@@ -246,16 +248,17 @@ def _on(x):
 
 
 def _ratio_terms(p, q):
-    """(p - q, log(p/q)) where both are > 0, (0, 0) elsewhere, in a few select-free operations:
-    r = sign(d) log1p(|d| / min(p, q)), exact to a few ulps for nearly equal entries; the
-    minimum lifted to the smallest normal float (finite r at one zero), both masked by
-    ``ceil(min(p, q))``. A ratio past the largest float gives inf (then the general path)."""
+    """(p - q, log(p/q), 1) where both are > 0, (0, 0, 0) elsewhere, and the supports (None:
+    ``p > 0``, ``q > 0``), in a few select-free operations: r = sign(d) log1p(|d| / min(p, q)),
+    exact to a few ulps for nearly equal entries; the minimum lifted to the smallest normal
+    float (finite r at one zero), both masked by ``m = ceil(min(p, q))``. A ratio past the
+    largest float gives inf (then the general path)."""
     lo = jnp.minimum(p, q)
     m = jnp.ceil(jnp.minimum(lo, 0.5))
     tiny = jnp.finfo(p.dtype).tiny
     d = p - q
     ad = jnp.abs(d)
-    return d * m, d / jnp.maximum(ad, tiny) * jnp.log1p(ad / jnp.maximum(lo, tiny)) * m
+    return d * m, d / jnp.maximum(ad, tiny) * jnp.log1p(ad / jnp.maximum(lo, tiny)) * m, m, None
 
 
 def _edges(p, q, ep, fp, eq, fq, ax, on=None):
@@ -272,16 +275,17 @@ def _nonzero(x):
 
 
 def _logit_parts(lp, lq, ax):
-    """p, q = softmax(lp), softmax(lq) and the fast loops' (p - q, r, supports) from logits:
+    """p, q = softmax(lp), softmax(lq) and the fast loops' (p - q, r, joint support, supports)
+    from logits (:func:`_ratio_terms`):
     r = log(p / q) from the logits (the tails form of :func:`_log_ratio_logits`: exact where
     p ~ q, finite where p or q underflows), both masked to the joint support."""
     p, q, u, a, b = _log_ratio_logits(lp, lq, ax)
     op, oq = _logit_support(a), _logit_support(b)
     m = op * oq
-    return p, q, ((p - q) * m, u * m, (op, oq))
+    return p, q, ((p - q) * m, u * m, m, (op, oq))
 
 
-def _alpha_fast(p, q, alpha, ax, parts=None):
+def _alpha_fast(p, q, alpha, ax, parts=None, inside=False):
     big = jnp.finfo(p.dtype).max
     lo = alpha <= 0.5
     w = lo.astype(p.dtype)
@@ -290,17 +294,25 @@ def _alpha_fast(p, q, alpha, ax, parts=None):
     b0 = _nonzero(beta)
     n = 11 if p.dtype == jnp.float64 else 7  # truncation below eps for |rho| max(1, |beta|) < 1/4
     coefs = [(1 - b0 ** (k + 1)) / math.factorial(k + 2) for k in range(n)]
-    d, r, on = (*_ratio_terms(p, q), None) if parts is None else parts
+    d, r, m, on = _ratio_terms(p, q) if parts is None else parts
     c, rho = w * q + (1 - w) * p, s * r
     # 1 if |rho| max(1, |beta|) <= 1/4, else 0; no constant of _edges' loop (XLA would write a
     # shared broadcast of it out in full)
     near = jnp.floor(1.5 - jnp.minimum(jnp.abs(r) * (2 * jnp.maximum(jnp.abs(beta), 1)), 1.5))
     closed = s * d - c * jnp.expm1(b0 * rho) * (1 / b0)
     k = closed + near * (c * rho * rho * polynomial(coefs, rho) - closed)
+
+    if inside:
+        # 0 < alpha < 1 (static): the limits where one side is 0, p / (1 - alpha) and
+        # q / alpha, are finite and ride in the same loop (a second loop: 7.3 -> 5.5 ms).
+        k = k + (1 - m) * (p * ((1 - beta) / (1 - alpha)) + q * ((1 - beta) / alpha))
+        total = jnp.sum(k, axis=ax, keepdims=True)
+        return jnp.squeeze(jnp.where(jnp.isfinite(total), total / (1 - beta), jnp.nan), ax), None
     total = jnp.sum(k, axis=ax, keepdims=True)
-    edge = _edges(p, q, jnp.where(alpha < 1, (1 - beta) / jnp.where(alpha < 1, 1 - alpha, 1), 0),
+    below, above = alpha < 1, alpha > 0
+    edge = _edges(p, q, jnp.where(below, (1 - beta) / jnp.where(below, 1 - alpha, 1), 0),
                   jnp.where(alpha >= 1, big, 0),
-                  jnp.where(alpha > 0, (1 - beta) / jnp.where(alpha > 0, alpha, 1), 0),
+                  jnp.where(above, (1 - beta) / jnp.where(above, alpha, 1), 0),
                   jnp.where(alpha <= 0, big, 0), ax, on)
     out = jnp.where(jnp.isfinite(total), (total + edge) / (1 - beta), jnp.nan)
     return jnp.squeeze(jnp.where(edge >= big / 2, jnp.inf, out), ax), None
@@ -323,12 +335,12 @@ def _grad_parts(p, q):
     return both, P & ~Q, Q & ~P, jnp.log(jnp.where(both, p, 1)) - jnp.log(jnp.where(both, q, 1))
 
 
-def _renyi_fast(p, q, alpha, ax, parts=None):
+def _renyi_fast(p, q, alpha, ax, parts=None, inside=False):
     big, inf = jnp.finfo(p.dtype).max, jnp.inf
     at_inf = alpha == inf
     t = jnp.where(at_inf, 1, alpha - 1)
     t0 = _nonzero(t)
-    _, r, on = (*_ratio_terms(p, q), None) if parts is None else parts
+    _, r, m, on = _ratio_terms(p, q) if parts is None else parts
     # (M - sum p) / t over both. From logits, r carries the normalisers' common rounding, which
     # sum p expm1(t r) would see at first order: add sum p expm1(-r) (= sum q - sum p over
     # both, which the softmaxes make the difference of the one-sided masses, taken back out
@@ -336,9 +348,14 @@ def _renyi_fast(p, q, alpha, ax, parts=None):
     terms, k = jnp.expm1(t0 * r), 0.0
     if parts is not None:
         terms, k = terms + t0 * jnp.expm1(-r), 1.0
-    y = jnp.sum(p * terms, axis=ax, keepdims=True) / t0
-    edge = _edges(p, q, jnp.where(t < 0, -1 / t0, 0) - k, jnp.where(t >= 0, big, 0), k,
-                  jnp.where(t < -1, -big, 0), ax, on)
+    if inside:  # 0 < alpha < 1 (static): the one-sided limits are finite, in the same loop
+        y = jnp.sum(p * terms * (1 / t0) + (1 - m) * (p * (-1 / t0 - k) + q * k), axis=ax,
+                    keepdims=True)
+        edge = jnp.zeros_like(y)
+    else:
+        y = jnp.sum(p * terms, axis=ax, keepdims=True) / t0
+        edge = _edges(p, q, jnp.where(t < 0, -1 / t0, 0) - k, jnp.where(t >= 0, big, 0), k,
+                      jnp.where(t < -1, -big, 0), ax, on)
     sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)  # no constant shared with _edges
     y_all = y + edge
     x = t0 * y_all / sp  # M / sum p - 1
@@ -364,7 +381,11 @@ def _renyi_grads(p, q, alpha, aux):
 
 
 _KINDS = {"alpha": (_alpha_fast, _alpha_grads, _alpha_general),
-          "renyi": (_renyi_fast, _renyi_grads, _renyi_general)}
+          "alpha_inside": (functools.partial(_alpha_fast, inside=True), _alpha_grads,
+                           _alpha_general),
+          "renyi": (_renyi_fast, _renyi_grads, _renyi_general),
+          "renyi_inside": (functools.partial(_renyi_fast, inside=True), _renyi_grads,
+                           _renyi_general)}
 
 
 def _inputs(x, y, ax, logits):
@@ -414,8 +435,21 @@ def _alpha(x, y, where, ax, alpha, logits):
     return _fast_or_general("alpha", x, y, where, ax, alpha, logits)
 
 
+def _alpha_inside(x, y, where, ax, alpha, logits):
+    return _fast_or_general("alpha_inside", x, y, where, ax, alpha, logits)
+
+
 def _renyi(x, y, where, ax, alpha, logits):
     return _fast_or_general("renyi", x, y, where, ax, alpha, logits)
+
+
+def _renyi_inside(x, y, where, ax, alpha, logits):
+    return _fast_or_general("renyi_inside", x, y, where, ax, alpha, logits)
+
+
+def _inside(alpha, body, inside):
+    """``inside`` (one loop fewer over memory) for a static order in (0, 1), else ``body``."""
+    return inside if _static_real(alpha) and 0 < float(alpha) < 1 else body
 
 
 @jax.custom_batching.custom_vmap
@@ -491,7 +525,8 @@ def alpha_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
     special = _ALPHA_CLOSED.get(float(alpha)) if _static_real(alpha) else None
     if special is not None:
         return _run("alpha_divergence", special, p, q, axis, where)
-    return _run("alpha_divergence", _alpha, p, q, axis, where, alpha=alpha)
+    body = _inside(alpha, _alpha, _alpha_inside)
+    return _run("alpha_divergence", body, p, q, axis, where, alpha=alpha)
 
 
 def _static_real(x) -> bool:
@@ -564,7 +599,8 @@ def alpha_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, alpha
       >>> print(f"{float(jaxdiv.alpha_divergence(p, q, 0.5)):.4f}")
       0.2245
     """
-    return _run("alpha_divergence_with_logits", _alpha, logits_p, logits_q, axis, where,
+    body = _inside(alpha, _alpha, _alpha_inside)
+    return _run("alpha_divergence_with_logits", body, logits_p, logits_q, axis, where,
                 alpha=alpha, logits=True)
 
 
@@ -612,7 +648,8 @@ def renyi_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
       >>> print(f"{float(jaxdiv.kl_divergence(p, q)):.4f}")  # alpha = 1
       0.2197
     """
-    return _run("renyi_divergence", _renyi, p, q, axis, where, base, alpha)
+    body = _inside(alpha, _renyi, _renyi_inside)
+    return _run("renyi_divergence", body, p, q, axis, where, base, alpha)
 
 
 def renyi_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, alpha: ArrayLike, *,
@@ -648,7 +685,8 @@ def renyi_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, alpha
       >>> print(f"{float(jaxdiv.renyi_divergence(p, q, 2.0)):.4f}")
       0.3773
     """
-    return _run("renyi_divergence_with_logits", _renyi, logits_p, logits_q, axis, where, base,
+    body = _inside(alpha, _renyi, _renyi_inside)
+    return _run("renyi_divergence_with_logits", body, logits_p, logits_q, axis, where, base,
                 alpha, logits=True)
 
 

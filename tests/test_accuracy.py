@@ -66,6 +66,8 @@ PROBS = {
     "alpha 0.5": lambda p, q: D.alpha_divergence(p, q, 0.5),
     "alpha 2": lambda p, q: D.alpha_divergence(p, q, 2.0),
     "alpha -1": lambda p, q: D.alpha_divergence(p, q, -1.0),
+    "alpha 0.3": lambda p, q: D.alpha_divergence(p, q, 0.3),
+    "alpha 0.8": lambda p, q: D.alpha_divergence(p, q, 0.8),
     "renyi 0.5": lambda p, q: D.renyi_divergence(p, q, 0.5),
     "renyi 3": lambda p, q: D.renyi_divergence(p, q, 3.0),
 }
@@ -74,6 +76,7 @@ LOGITS = {
     "js": D.js_divergence_with_logits,
     "alpha 0.5": lambda a, b: D.alpha_divergence_with_logits(a, b, 0.5),
     "alpha 2": lambda a, b: D.alpha_divergence_with_logits(a, b, 2.0),
+    "alpha 0.3": lambda a, b: D.alpha_divergence_with_logits(a, b, 0.3),
     "renyi 0.5": lambda a, b: D.renyi_divergence_with_logits(a, b, 0.5),
     "renyi 3": lambda a, b: D.renyi_divergence_with_logits(a, b, 3.0),
 }

@@ -4,6 +4,7 @@ The alpha/Renyi core is one jitted computation per shape, so sweeps over alpha a
 (an alpha per row) to keep the number of compilations, and the file's run time, small.
 """
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -462,3 +463,45 @@ def test_forward_mode_finite_where_the_q_coefficient_overflows():
     np.testing.assert_allclose(jax.jacfwd(lambda x: alpha_divergence(x, q, 2.0))(p),
                                jax.jacfwd(lambda x: alpha_divergence(x, q, jnp.asarray(2.0)))(p),
                                rtol=1e-5)
+
+
+def _row_grads(f, p, q, rows):
+    return jax.grad(lambda p, q: jnp.sum(f(p, q)[rows]), (0, 1))(p, q)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.7])
+def test_static_orders_in_zero_one_match_numpy(alpha):
+    # A Python alpha in (0, 1) sums the one-sided entries (p = 0 < q, q = 0 < p, finite there)
+    # in the loop of the others; a traced alpha in a loop of their own. Both against float64
+    # numpy, with zeros on either side, disjoint supports, masks and -inf logits.
+    r = np.random.default_rng(8)
+    p, q = r.random((5, 9)), r.random((5, 9))  # nearly equal inputs: tests/test_accuracy.py
+    p[0, 2] = q[1, 3] = p[2, 4] = q[2, 5] = 0.0
+    p[3, :4], q[3, 4:] = 0.0, 0.0  # disjoint
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    where = np.ones((5, 9), bool)
+    where[:, 6] = False
+    for fn, ref in ((alpha_divergence, ref_alpha), (renyi_divergence, ref_renyi)):
+        rows = slice(None) if fn is alpha_divergence else np.array([0, 1, 2, 4])  # disjoint: log 0
+        static = jax.jit(lambda p, q, w, fn=fn: fn(p, q, alpha, where=w))
+        traced = jax.jit(lambda p, q, a, w, fn=fn: fn(p, q, a, where=w))
+        for w, k in ((None, slice(None)), (where, where[0])):
+            want = ref(p[rows][:, k], q[rows][:, k], alpha)
+            got = static(p, q, w)[rows]
+            np.testing.assert_allclose(got, want, rtol=1e-10)
+            np.testing.assert_allclose(got, traced(p, q, alpha, w)[rows], rtol=1e-10)
+            gs = _row_grads(functools.partial(static, w=w), p, q, rows)
+            gt = _row_grads(functools.partial(traced, a=alpha, w=w), p, q, rows)
+            for a, b in zip(gs, gt, strict=True):
+                assert np.isfinite(a).all()
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    with np.errstate(divide="ignore"):
+        lp, lq = np.log(p) + 2.0, np.log(q) - 1.0  # -inf logits: zero probabilities
+    for fn, ref in ((alpha_divergence_with_logits, ref_alpha),
+                    (renyi_divergence_with_logits, ref_renyi)):
+        rows = slice(None) if fn is alpha_divergence_with_logits else np.array([0, 1, 2, 4])
+        np.testing.assert_allclose(jax.jit(lambda x, y, fn=fn: fn(x, y, alpha))(lp, lq)[rows],
+                                   ref(p[rows], q[rows], alpha), rtol=1e-10)
+    p32, q32 = p.astype(np.float32), q.astype(np.float32)  # float32: the truncated series
+    np.testing.assert_allclose(alpha_divergence(p32, q32, alpha),
+                               ref_alpha(p32.astype(float), q32.astype(float), alpha), rtol=2e-5)
