@@ -396,8 +396,38 @@ def _inputs(x, y, ax, logits):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
 def _fast(x, y, alpha, ax, kind, logits):
+    return _fast_value(ax, kind, logits)(x, y, alpha)
+
+
+def _fast_loops(x, y, alpha, *, ax, kind, logits):
     p, q, parts = _inputs(x, y, ax, logits)
     return _KINDS[kind][0](p, q, alpha, ax, parts)[0]
+
+
+@functools.cache
+def _fast_value(ax, kind, logits):
+    """The fast loops' value (the JVP rule has its own), batched under vmap over the orders
+    alone (a sweep over alpha of the same p, q) one order at a time on CPU: vmapped, XLA CPU
+    wrote p and q out once per order and the order-free parts once more (4 orders at
+    (1024, 1024): 29 ms, against 4 x 1.6 one at a time)."""
+    loops = functools.partial(_fast_loops, ax=ax, kind=kind, logits=logits)
+    value = jax.custom_batching.custom_vmap(loops)
+
+    @value.def_vmap
+    def _(axis_size, in_batched, x, y, alpha):
+        xb, yb, ab = in_batched
+        vmapped = jax.vmap(loops, (0 if xb else None, 0 if yb else None, 0 if ab else None))
+        if xb or yb or not ab:
+            return vmapped(x, y, alpha), True
+        def one_by_one(x, y, alpha):
+            # The barrier ties p and q to each order: XLA would hoist the order-free parts
+            # out of the loop and write them out.
+            return jax.lax.map(lambda a: loops(*jax.lax.optimization_barrier((x, y, a))), alpha)
+
+        out = jax.lax.platform_dependent(x, y, alpha, cpu=one_by_one, default=vmapped)
+        return out, True
+
+    return value
 
 
 def _fast_jvp(ax, kind, logits, primals, tangents):
@@ -496,7 +526,8 @@ def alpha_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
     smooth in α across them. An α given as a Python or NumPy number of ½, 2 or −1 takes the
     per-term forms :math:`2(\sqrt{p_i} - \sqrt{q_i})^2`, :math:`(p_i - q_i)^2 / (2 q_i)` and
     :math:`(q_i - p_i)^2 / (2 p_i)` (Hellinger's and Pearson's, the same values, zero cases and
-    derivatives, in a tenth of the time).
+    derivatives, in a tenth of the time); one in (0, 1) adds the one-sided entries in the same
+    pass over memory as the others (a traced α takes a second pass for them).
 
     Args:
       p: reference probabilities along ``axis``, shape ``[..., n]``.

@@ -358,10 +358,20 @@ def test_jit_and_vmap_with_traced_alpha():
         # One decision for the whole sweep: the rare-row fallback stays a branch under vmap
         # (a batched predicate would make it a select that always runs the slow path).
         assert " cond[" in str(jax.make_jaxpr(jax.vmap(lambda a, fn=fn: fn(p, q, a)))(al))
+    lp, lq = np.log(p), np.log(q)
     for fn, ref in ((alpha_divergence_with_logits, ref_alpha),
                     (renyi_divergence_with_logits, ref_renyi)):
-        out = jax.vmap(JIT(fn), (0, 0, None))(np.log(p), np.log(q), 2.0)
+        out = jax.vmap(JIT(fn), (0, 0, None))(lp, lq, 2.0)
         np.testing.assert_allclose(out, ref(p, q, 2.0), rtol=1e-10)
+        # A sweep over the order alone (one order at a time on CPU), nested in a vmap over
+        # pairs, and under grad.
+        nested = jax.jit(jax.vmap(jax.vmap(fn, (None, None, 0)), (0, 0, None)))(lp, lq, al)
+        want = np.stack([refs(ref, p[i], q[i], al) for i in range(len(p))])
+        np.testing.assert_allclose(nested, want, rtol=1e-10, atol=1e-15)
+        grads = jax.jit(jax.grad(lambda x, fn=fn: jnp.sum(jax.vmap(fn, (None, None, 0))(
+            x, lq, al[2:4]))))(lp)
+        one = sum(jax.grad(lambda x, a, fn=fn: jnp.sum(fn(x, lq, a)))(lp, a) for a in al[2:4])
+        np.testing.assert_allclose(grads, one, rtol=1e-9, atol=1e-12)
 
 
 def test_inequalities_on_1000_pairs():
