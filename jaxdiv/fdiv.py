@@ -401,34 +401,7 @@ def _fast(x, y, alpha, ax, kind, logits):
 
 def _fast_loops(x, y, alpha, *, ax, kind, logits):
     p, q, parts = _inputs(x, y, ax, logits)
-    v, aux = _KINDS[kind][0](p, q, alpha, ax, parts)
-    if not kind.startswith("renyi"):
-        return v
-    # Rows with M << sum p (far apart: R (1 - alpha) > 2.77 nats) take the direct form here,
-    # under a cond from the inputs, rather than the whole general path (10x the time).
-    sp, y_all = (jnp.squeeze(a, ax) for a in aux)
-    t = jnp.squeeze(alpha, ax) - 1
-    low = (jnp.isnan(v) & jnp.isfinite(t) & jnp.isfinite(y_all) & (sp > 0)
-           & (t * y_all < -15 / 16 * sp))
-    direct = jax.lax.cond(_all(~low), lambda x, y, a: jnp.full_like(v, jnp.nan),
-                          functools.partial(_renyi_direct, ax=ax, logits=logits), x, y, alpha)
-    return jnp.where(low, direct, v)
-
-
-def _renyi_direct(x, y, alpha, *, ax, logits):
-    """log(M / sum p) / (alpha - 1) with M = sum p^alpha q^(1 - alpha) summed directly, exact
-    where M / sum p < 1/16 (no cancellation there, unlike the fast loop's M - sum p), as
-    c e^(beta rho) per entry in the fast loops' mirror (c = q, beta rho = alpha r for
-    alpha <= 1/2, else p, (alpha - 1) r): no overflow for alpha in (0, 1), where such rows
-    arise for normalised inputs. An M that over- or underflows stays NaN (the general path)."""
-    p, q, parts = _inputs(x, y, ax, logits)
-    _, r, m, _ = _ratio_terms(p, q) if parts is None else parts
-    w = (alpha <= 0.5).astype(p.dtype)
-    c, e = w * q + (1 - w) * p, (w * alpha + (1 - w) * (alpha - 1)) * r
-    big_m = jnp.sum(m * c * jnp.exp(e), axis=ax, keepdims=True)
-    sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)
-    ok = (big_m >= jnp.finfo(p.dtype).tiny) & (big_m < jnp.inf)
-    return jnp.squeeze(jnp.where(ok, jnp.log(big_m / sp) / (alpha - 1), jnp.nan), ax)
+    return _KINDS[kind][0](p, q, alpha, ax, parts)[0]
 
 
 @functools.cache
