@@ -479,7 +479,9 @@ def _renyi_inside(x, y, where, ax, alpha, logits):
 
 def _inside(alpha, body, inside):
     """``inside`` (one loop fewer over memory) for a static order in (0, 1), else ``body``."""
-    return inside if _static_real(alpha) and 0 < float(alpha) < 1 else body
+    # Kept away from 0 and 1 by more than float32 rounding: an order that rounds to 0 or 1 in
+    # the compute dtype must take the loops with the flags (+-inf limits there).
+    return inside if _static_real(alpha) and 1e-6 < float(alpha) < 1 - 1e-6 else body
 
 
 @jax.custom_batching.custom_vmap

@@ -515,3 +515,16 @@ def test_static_orders_in_zero_one_match_numpy(alpha):
     p32, q32 = p.astype(np.float32), q.astype(np.float32)  # float32: the truncated series
     np.testing.assert_allclose(alpha_divergence(p32, q32, alpha),
                                ref_alpha(p32.astype(float), q32.astype(float), alpha), rtol=2e-5)
+
+
+def test_static_orders_that_round_to_zero_or_one_in_float32():
+    # 1 - 1e-8 is 1 in float32: the order must take the loops with the +-inf flags (found by a
+    # review: the one-loop form gave -2.6e17 where the limit is +inf).
+    p = np.array([0.5, 0.3, 0.2], np.float32)
+    q = np.array([0.6, 0.4, 0.0], np.float32)
+    for a in (0.99999999, np.float64(1 - 1e-9)):
+        assert float(renyi_divergence(p, q, a)) == INF
+        with np.errstate(divide="ignore"):
+            lp, lq = np.log(p), np.log(q)
+        assert float(renyi_divergence_with_logits(lp, lq, a)) == INF
+        assert float(alpha_divergence(p, q, a)) == INF
