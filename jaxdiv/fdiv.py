@@ -233,7 +233,7 @@ def _renyi_general(x, y, where, ax, alpha, logits):
 # floor; Renyi as sum p expm1(t r) / t, t = alpha - 1 (M - sum p over t: the KL-anchored form,
 # rounding eps p |r| per term). Entries with one side 0 contribute their limits through a
 # second cheap loop (edges, and flags weighted by the largest float for +-inf); for an order
-# given as a Python number in (0, 1) those limits are finite and ride in the first loop
+# given as a Python number in (1e-6, 1 - 1e-6) those limits are finite and ride in the first loop
 # (`inside`: one pass over memory fewer; alpha(0.3) at (4096, 1024) 7.3 -> 5.5 ms). A row that a
 # loop cannot do exactly (an overflow, a NaN, Renyi's M << sum p, nothing kept) comes out NaN
 # and is redone by the general path above, under a lax.cond that is skipped when no row needs
@@ -303,7 +303,7 @@ def _alpha_fast(p, q, alpha, ax, parts=None, inside=False):
     k = closed + near * (c * rho * rho * polynomial(coefs, rho) - closed)
 
     if inside:
-        # 0 < alpha < 1 (static): the limits where one side is 0, p / (1 - alpha) and
+        # 1e-6 < alpha < 1 - 1e-6 (static): the limits where one side is 0, p / (1 - alpha) and
         # q / alpha, are finite and ride in the same loop (a second loop: 7.3 -> 5.5 ms).
         k = k + (1 - m) * (p * ((1 - beta) / (1 - alpha)) + q * ((1 - beta) / alpha))
         total = jnp.sum(k, axis=ax, keepdims=True)
@@ -348,7 +348,7 @@ def _renyi_fast(p, q, alpha, ax, parts=None, inside=False):
     terms, k = jnp.expm1(t0 * r), 0.0
     if parts is not None:
         terms, k = terms + t0 * jnp.expm1(-r), 1.0
-    if inside:  # 0 < alpha < 1 (static): the one-sided limits are finite, in the same loop
+    if inside:  # static alpha in (1e-6, 1 - 1e-6): the one-sided limits are finite, one loop
         y = jnp.sum(p * terms * (1 / t0) + (1 - m) * (p * (-1 / t0 - k) + q * k), axis=ax,
                     keepdims=True)
         edge = jnp.zeros_like(y)
@@ -419,6 +419,7 @@ def _fast_value(ax, kind, logits):
         vmapped = jax.vmap(loops, (0 if xb else None, 0 if yb else None, 0 if ab else None))
         if xb or yb or not ab:
             return vmapped(x, y, alpha), True
+
         def one_by_one(x, y, alpha):
             # The barrier ties p and q to each order: XLA would hoist the order-free parts
             # out of the loop and write them out.
@@ -478,7 +479,8 @@ def _renyi_inside(x, y, where, ax, alpha, logits):
 
 
 def _inside(alpha, body, inside):
-    """``inside`` (one loop fewer over memory) for a static order in (0, 1), else ``body``."""
+    """``inside`` (one loop fewer over memory) for a static order in (1e-6, 1 - 1e-6), else
+    ``body``."""
     # Kept away from 0 and 1 by more than float32 rounding: an order that rounds to 0 or 1 in
     # the compute dtype must take the loops with the flags (+-inf limits there).
     return inside if _static_real(alpha) and 1e-6 < float(alpha) < 1 - 1e-6 else body
@@ -528,8 +530,8 @@ def alpha_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int 
     smooth in α across them. An α given as a Python or NumPy number of ½, 2 or −1 takes the
     per-term forms :math:`2(\sqrt{p_i} - \sqrt{q_i})^2`, :math:`(p_i - q_i)^2 / (2 q_i)` and
     :math:`(q_i - p_i)^2 / (2 p_i)` (Hellinger's and Pearson's, the same values, zero cases and
-    derivatives, in a tenth of the time); one in (0, 1) adds the one-sided entries in the same
-    pass over memory as the others (a traced α takes a second pass for them).
+    derivatives, in a tenth of the time); one in (10⁻⁶, 1 − 10⁻⁶) adds the one-sided entries in
+    the same pass over memory as the others (a traced α takes a second pass for them).
 
     Args:
       p: reference probabilities along ``axis``, shape ``[..., n]``.

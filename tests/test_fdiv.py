@@ -481,9 +481,9 @@ def _row_grads(f, p, q, rows):
 
 @pytest.mark.parametrize("alpha", [0.05, 0.7])
 def test_static_orders_in_zero_one_match_numpy(alpha):
-    # A Python alpha in (0, 1) sums the one-sided entries (p = 0 < q, q = 0 < p, finite there)
-    # in the loop of the others; a traced alpha in a loop of their own. Both against float64
-    # numpy, with zeros on either side, disjoint supports, masks and -inf logits.
+    # A Python alpha in (1e-6, 1 - 1e-6) sums the one-sided entries (p = 0 < q, q = 0 < p,
+    # finite there) in the loop of the others; a traced alpha in a loop of their own. Both
+    # against float64 numpy, with zeros on either side, disjoint supports, masks, -inf logits.
     r = np.random.default_rng(8)
     p, q = r.random((5, 9)), r.random((5, 9))  # nearly equal inputs: tests/test_accuracy.py
     p[0, 2] = q[1, 3] = p[2, 4] = q[2, 5] = 0.0
@@ -518,8 +518,8 @@ def test_static_orders_in_zero_one_match_numpy(alpha):
 
 
 def test_static_orders_that_round_to_zero_or_one_in_float32():
-    # 1 - 1e-8 is 1 in float32: the order must take the loops with the +-inf flags (found by a
-    # review: the one-loop form gave -2.6e17 where the limit is +inf).
+    # 1 - 1e-8 is 1 and 1e-46 is 0 in float32: the order must take the loops with the +-inf
+    # flags (found by a review: the one-loop form gave -2.6e17 where the limit is +inf).
     p = np.array([0.5, 0.3, 0.2], np.float32)
     q = np.array([0.6, 0.4, 0.0], np.float32)
     for a in (0.99999999, np.float64(1 - 1e-9)):
@@ -528,3 +528,4 @@ def test_static_orders_that_round_to_zero_or_one_in_float32():
             lp, lq = np.log(p), np.log(q)
         assert float(renyi_divergence_with_logits(lp, lq, a)) == INF
         assert float(alpha_divergence(p, q, a)) == INF
+    assert float(alpha_divergence(q, p, 1e-46)) == INF  # D_0 = KL(p || q): +inf at p = 0 < q
