@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -39,6 +40,10 @@ import numpy as np
 import jaxdiv
 from benchmarks._timing import header, table
 
+# torch's OpenMP workers busy-wait after each call by default, holding a core that the next
+# implementation in the round then lacks (on 2 cores that doubled the median of a JAX call
+# run after torch); passive waiting measures each implementation alone. Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 jax.config.update("jax_enable_x64", True)  # float64 cases; timing inputs are float32
 mp.mp.dps = 50
 HIGHEST = jax.lax.Precision.HIGHEST
