@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxdiv
-from benchmarks._timing import compile_seconds, header, steady, table
+from benchmarks._timing import compile_seconds, header, pin_allocator, steady, table
 
 
 def _plain_kl(lp, lq):
@@ -98,4 +98,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    pin_allocator()
     main()

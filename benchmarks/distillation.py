@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxdiv
-from benchmarks._timing import header, table
+from benchmarks._timing import header, pin_allocator, table
 from jaxdiv.losses import linear_distillation_loss
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -135,4 +135,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    pin_allocator()
     main()

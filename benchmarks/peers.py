@@ -29,7 +29,6 @@ import argparse
 import importlib
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 
@@ -39,7 +38,7 @@ import mpmath as mp
 import numpy as np
 
 import jaxdiv
-from benchmarks._timing import header, table
+from benchmarks._timing import header, pin_allocator, table
 
 # torch's OpenMP workers busy-wait after each call by default, holding a core that the next
 # implementation in the round then lacks (on 2 cores that doubled the median of a JAX call
@@ -710,17 +709,6 @@ def main(argv: list[str] | None = None) -> None:
         print(table(acc))
 
 
-# glibc hands freed blocks above its adaptive mmap threshold back to the OS, so whether an
-# implementation's output arrays (16 MiB each here) are fresh pages (page faults) or reused
-# memory depended on what ran earlier in the process: the same gradient measured 1.5-3 ms in
-# one process and 5-8 in another. A fixed threshold above these sizes makes every
-# implementation reuse memory, with a top pad and no trimming so that the heap does not shrink
-# and regrow either; set in the environment of a fresh process (glibc reads it at start-up).
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 25), "MALLOC_TRIM_THRESHOLD_": str(1 << 32),
-           "MALLOC_TOP_PAD_": str(1 << 28)}
-
 if __name__ == "__main__":
-    if sys.platform.startswith("linux") and not _MALLOC.items() <= os.environ.items():
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.peers", *sys.argv[1:]],
-                  {**os.environ, **_MALLOC})
+    pin_allocator()
     main()

@@ -36,7 +36,7 @@ from jax import lax
 from jax.scipy.special import logsumexp
 
 import jaxdiv
-from benchmarks._timing import compile_seconds, header, table
+from benchmarks._timing import compile_seconds, header, pin_allocator, table
 from jaxdiv import estimators
 
 B1, B2, EPS, PEAK = 0.9, 0.9, 1e-8, 0.05
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    pin_allocator()
     t0 = time.perf_counter()
     main()
     print(f"(total {time.perf_counter() - t0:.1f} s)")

@@ -46,6 +46,7 @@ import scipy
 import scipy.stats
 
 import jaxdiv
+from benchmarks._timing import pin_allocator
 from jaxdiv.sample_distances import wasserstein_1d
 from jaxdiv.transport import _ott, sinkhorn
 
@@ -349,4 +350,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pin_allocator()
     main()
