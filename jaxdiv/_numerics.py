@@ -190,16 +190,25 @@ def _xlogx_jvp(primals, tangents):
 
 @jax.custom_jvp
 def xlogy(p: jax.Array, q: jax.Array) -> jax.Array:
-    r""":math:`p \log q` for :math:`q > 0` with JVP :math:`\log q \, \dot p + (p/q) \dot q`,
-    the quotient through :func:`ratio` (finite second derivatives at tiny ``q``)."""
-    return p * jnp.log(q)
+    r""":math:`p \log q`, 0 where :math:`p = 0` whatever :math:`q` (:math:`0 \log 0 := 0`),
+    :math:`-\infty` at :math:`p > 0 = q`.
+
+    JVP :math:`\log q \, \dot p + (p/q) \dot q` where :math:`p \ne 0`, 0 where :math:`p = 0`
+    (a zero gradient there, as :func:`kl_term`), the quotient through :func:`ratio` (finite
+    second derivatives at tiny ``q``). The mask is inside the rule: autodiff of a double-where
+    around a plain product took XLA CPU's gradient (both arguments, (4096, 1024)) 1.7-2.2 ms,
+    this 1.5-1.9, as ``jax.scipy.special.xlogy`` (which gives NaN at p = q = 0).
+    """
+    on = p != 0
+    return jnp.where(on, p * jnp.log(jnp.where(on, q, 1)), 0)
 
 
 @xlogy.defjvp
 def _xlogy_jvp(primals, tangents):
     (p, q), (dp, dq) = primals, tangents
-    lq = jnp.log(q)
-    return p * lq, lq * dp + ratio(p, q) * dq
+    on = p != 0
+    qs = jnp.where(on, q, 1)
+    return xlogy(p, q), jnp.where(on, jnp.log(qs) * dp + ratio(p, qs) * dq, 0)
 
 
 @jax.custom_jvp
