@@ -508,11 +508,20 @@ def _fast_or_general(kind, p, q, where, ax, alpha, logits=False):
     p, q = _zeroed(p, q, where, -jnp.inf if logits else 0)  # masked logits: -inf
     v = _fast(p, q, alpha, ax, kind, logits)
     ok = ~jnp.isnan(v)
+    return jnp.where(ok, v, _redo(p, q, alpha, ok, kind=kind, ax=ax, logits=logits))
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "ax", "logits"))
+def _redo(p, q, alpha, ok, *, kind, ax, logits):
+    """The general path's value for the rows where ``ok`` is False, 0 elsewhere; skipped
+    (a lax.cond) when every row is ok. Jitted at module level: outside jit a cond made of
+    new lambdas at each call was compiled again at each call (alpha_divergence at a general
+    order: 220 ms an eager call, 175 of them compiling)."""
     # Rematerialised: its residuals are its inputs, so that the branch not taken costs nothing
     # under grad (a cond carries the residuals of both branches).
     general = jax.checkpoint(lambda p, q, a: _KINDS[kind][2](p, q, None, ax, a, logits))
-    redo = jax.lax.cond(_all(ok), lambda p, q, a: jnp.zeros_like(v), general, p, q, alpha)
-    return jnp.where(ok, v, redo)
+    return jax.lax.cond(_all(ok), lambda p, q, a: jnp.zeros(ok.shape, p.dtype), general,
+                        p, q, alpha)
 
 
 def alpha_divergence(p: ArrayLike, q: ArrayLike, alpha: ArrayLike, *, axis: int = -1,
