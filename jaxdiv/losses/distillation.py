@@ -303,6 +303,11 @@ def _chunked_bwd(cfg, res, g):
 
 _chunked.defvjp(_chunked_fwd, _chunked_bwd)
 
+# Jitted at module level, the static config the cache key: outside jit, the scan over the
+# chunks (a new closure at each call) was compiled again at each call (an eager call took
+# 140 ms, 124 of them compiling).
+_chunked_jit = jax.jit(_chunked, static_argnums=0)
+
 
 def _matrix(fn, name, x, ndim):
     x = C.as_float(fn, name, x)
@@ -538,5 +543,5 @@ def linear_distillation_loss(
     unit = not isinstance(temperature, jax.core.Tracer) and float(np.asarray(temperature)) == 1
     cfg = _Config(divergence, reduction, int(min(chunk_size, n)), unit, labels is not None,
                   (h.dtype, w.dtype, None if b is None else b.dtype))
-    out = _chunked(cfg, (h, w, b), teacher, (mask, labels, vmask, t, beta_, lw))
+    out = _chunked_jit(cfg, (h, w, b), teacher, (mask, labels, vmask, t, beta_, lw))
     return out.astype(dtype)
