@@ -316,10 +316,9 @@ def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
       [-0.3466  0.1438 -0.0771]
     """
     dtype, p, q, where = _pair("js_divergence", p, q, axis, where, base)
-    terms = _js_term(p, q)
-    if where is not None:
-        terms = jnp.where(where, terms, 0)
-    return finish(0.5 * jnp.sum(terms, axis=axis), dtype, base)
+    if where is not None:  # masked entries become p = q = 0 terms: value and derivatives 0
+        p, q = jnp.where(where, p, 0), jnp.where(where, q, 0)
+    return finish(0.5 * jnp.sum(_js_term(p, q), axis=axis), dtype, base)
 
 
 def _js_parts(p, q):

@@ -117,6 +117,14 @@ def test_with_masks(rng):
         np.testing.assert_array_equal(dq[:, ~W], 0.0)
     d = jax.grad(lambda p: entropy(p, where=where).sum())(p)
     np.testing.assert_array_equal(d[:, ~W], 0.0)
+    # A masked NaN (a padded slot) leaves the value and every other gradient entry alone.
+    pn, qn = p.at[:, 1].set(jnp.nan), q.at[:, 1].set(jnp.nan)
+    for f in (kl_divergence, cross_entropy, js_divergence):
+        np.testing.assert_allclose(f(pn, qn, where=where), f(p, q, where=where), rtol=1e-12)
+        for k in (0, 1):
+            g = jax.grad(lambda p, q, f=f: f(p, q, where=where).sum(), k)(pn, qn)
+            np.testing.assert_array_equal(np.isfinite(g), True)
+            np.testing.assert_array_equal(g[:, ~W], 0.0)
 
 
 # --- boundaries ----------------------------------------------------------------------------
