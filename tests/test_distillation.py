@@ -94,6 +94,34 @@ def test_matches_materialised_with_masks_temperature_and_inf_bias(div):
     np.testing.assert_array_equal(grads[2][np.array([3, 7, 49])], 0)  # out of both softmaxes
 
 
+def test_jsd_ends_stay_finite_and_exact_where_a_probability_underflows():
+    # A log-ratio below about -103 (float32) underflowed e^a: the JSD at beta = 0 / 1 was inf
+    # where the KL it tends to is finite; near the ends 1 + gamma (e^a - 1) cancelled (1e-2 off
+    # at beta = 1e-7). Reference: the direct float64 formula with p, q from the logits.
+    h = jnp.ones((1, 1), jnp.float32)
+    zs, zt = jnp.array([[0.0, 0.0, -200.0]]), jnp.array([[0.0, 1.0, 2.0]])
+
+    def ref(beta, zt, zs):
+        lp, lq = (np.asarray(jax.nn.log_softmax(z.astype(F64), -1)) for z in (zt, zs))
+        p, q = np.exp(lp), np.exp(lq)
+        if beta == 0.0:
+            return float(np.sum(p * (lp - lq)))
+        lm = np.log(beta * p + (1 - beta) * q)
+        return float((beta * np.sum(p * (lp - lm)) + (1 - beta) * np.sum(q * (lq - lm)))
+                     / (beta * (1 - beta)))
+
+    def loss(beta, zt, zs):
+        return float(linear_distillation_loss(h, zs, teacher_logits=zt, divergence="jsd",
+                                              beta=beta)[()])
+
+    np.testing.assert_allclose(loss(0.0, zt, zs), ref(0.0, zt, zs), rtol=1e-6)
+    np.testing.assert_allclose(loss(1.0, zs, zt), ref(0.0, zt, zs), rtol=1e-6)  # = KL(zt || zs)
+    zs = jnp.array([[0.0, 0.0, -20.0]])
+    for beta in (1e-7, 1e-5):
+        np.testing.assert_allclose(loss(beta, zt, zs), ref(float(np.float32(beta)), zt, zs),
+                                   rtol=1e-5)
+
+
 def test_jsd_is_continuous_in_beta_with_the_two_kls_at_the_ends():
     h, w, _, zt, _, _ = _inputs(1)
     zt = jnp.where(jnp.isinf(zt), 0.0, zt)  # all entries in both supports: every KL finite

@@ -135,20 +135,24 @@ class _Config(NamedTuple):
     dtypes: tuple  # of the student's hidden, head and bias (None without a bias)
 
 
-def _side(gamma, x, y, a):
+def _side(gamma, rest, x, y, a):
     r"""One side of the generalised JSD, stably: returns ``(gamma * term, lam)``.
 
-    With :math:`m = \gamma y + (1 - \gamma) x` and :math:`a = \log y - \log x`:
+    With :math:`m = \gamma y + (1 - \gamma) x`, ``rest`` :math:`= 1 - \gamma` (passed, not
+    formed: :math:`1 - \gamma` rounds away a small β) and :math:`a = \log y - \log x`:
     :math:`\lambda = \log(m / x) = \log(1 + \gamma(e^a - 1))` and the term
     :math:`x\,\varphi(\gamma(y/x - 1))`, :math:`\varphi(u) = u - \log(1 + u) \ge 0`, summing to
     :math:`\gamma \mathrm{KL}(x \| m)` (the :math:`u` parts sum to 0). :math:`\varphi` by its
-    series for :math:`|u| < 0.1`, where :math:`u - \log(1 + u)` would cancel; :math:`\lambda`
-    through ``logaddexp`` where :math:`e^a` would overflow.
+    series for :math:`|u| < 0.1`, where :math:`u - \log(1 + u)` would cancel; :math:`\lambda` as
+    ``log1p(u)`` for :math:`u \ge -1/2`, :math:`a \le 60`, else as
+    :math:`\operatorname{logaddexp}(\log\gamma + a, \log(1 - \gamma))` (then
+    :math:`\lambda \le -\log 2` or large): above, :math:`e^a` would overflow; below,
+    :math:`1 + u` cancels (:math:`\gamma \to 1`) or :math:`e^a` underflows (:math:`\lambda =
+    a` exactly at :math:`\gamma = 1`, the KL limit, not :math:`\log 0`).
     """
-    ac = jnp.minimum(a, 60.0)
-    u = gamma * jnp.expm1(ac)
-    lam = jnp.where(a <= 60.0, jnp.log1p(u),
-                    jnp.logaddexp(jnp.log(gamma) + a, jnp.log1p(-gamma)))
+    u = gamma * jnp.expm1(jnp.minimum(a, 60.0))
+    lam = jnp.where((a <= 60.0) & (u >= -0.5), jnp.log1p(jnp.maximum(u, -0.5)),
+                    jnp.logaddexp(jnp.log(gamma) + a, jnp.log(rest)))
     small = jnp.abs(u) < 0.1
     us = jnp.where(small, u, 0.0)
     poly = jnp.zeros_like(us)
@@ -171,8 +175,8 @@ def _divergence(div, zt, zs, vmask, beta):
     if div == "tvd":
         return 0.5 * jnp.sum(jnp.abs(p - q), axis=-1), 0.5 * q * jnp.sign(q - p), logq, q
     b, b1 = beta, 1 - beta  # jsd: KL(q || m) / beta + KL(p || m) / (1 - beta)
-    ta, lam = _side(b, q, p, logp - logq)
-    tb, _ = _side(b1, p, q, logq - logp)
+    ta, lam = _side(b, b1, q, p, logp - logq)
+    tb, _ = _side(b1, b, p, q, logq - logp)
     safe_b, safe_b1 = jnp.where(b > 0, b, 1), jnp.where(b1 > 0, b1, 1)
     value = jnp.sum(jnp.where(b > 0, ta / safe_b, 0) + jnp.where(b1 > 0, tb / safe_b1, 0), -1)
     w = jnp.where(b > 0, -q * lam / safe_b, q - p)  # q dD/dq = q log(q / m) / beta
