@@ -254,12 +254,27 @@ def _ratio_terms(p, q):
     exact to a few ulps for nearly equal entries; the minimum lifted to the smallest normal
     float (finite r at one zero), both masked by ``m = ceil(min(p, q))``. A ratio past the
     largest float gives inf (then the general path)."""
+    m = jnp.ceil(jnp.minimum(jnp.minimum(p, q), 0.5))
+    return (p - q) * m, _masked_log_ratio(p, q, m), m, None
+
+
+@jax.custom_jvp
+def _masked_log_ratio(p, q, m):
+    """m log(p / q) as :func:`_ratio_terms` forms it. JVP m (dp / p - dq / q) (autodiff of the
+    sign's quotient gave 0 / 0 where p = q: NaN Hessians of Renyi, whose gradient reads the
+    loops' sums); the denominators lifted by 1 - m, select-free, where m = 0."""
     lo = jnp.minimum(p, q)
-    m = jnp.ceil(jnp.minimum(lo, 0.5))
     tiny = jnp.finfo(p.dtype).tiny
     d = p - q
     ad = jnp.abs(d)
-    return d * m, d / jnp.maximum(ad, tiny) * jnp.log1p(ad / jnp.maximum(lo, tiny)) * m, m, None
+    return d / jnp.maximum(ad, tiny) * jnp.log1p(ad / jnp.maximum(lo, tiny)) * m
+
+
+@_masked_log_ratio.defjvp
+def _masked_log_ratio_jvp(primals, tangents):
+    (p, q, m), (dp, dq, _) = primals, tangents
+    off = 1 - m
+    return _masked_log_ratio(p, q, m), m * (ratio(dp, p + off) - ratio(dq, q + off))
 
 
 def _edges(p, q, ep, fp, eq, fq, ax, on=None):
@@ -377,7 +392,9 @@ def _renyi_grads(p, q, alpha, aux):
     m = sp + t * y
     gp = jnp.where(both, (1 + alpha * (jnp.expm1(t * r) / t) - y / sp) / m,
                    jnp.where(p_only, -1 / (t * sp), 0))
-    gq = jnp.where(both, -jnp.exp(alpha * r) / m, 0)
+    # e^{alpha r} / M with log M per row: e^{alpha r} alone overflows where M is large too
+    # (p = 1/2, q = 1e-20, alpha = 2: -inf for -1e20). M > 0 on the rows kept (the rest NaN).
+    gq = jnp.where(both, -jnp.exp(alpha * r - jnp.log(m)), 0)
     return gp, gq
 
 

@@ -463,6 +463,36 @@ def test_closed_alphas_agree_with_the_general_path(alpha):
     np.testing.assert_allclose(h[0], h[1], rtol=1e-6, atol=1e-9)
 
 
+def test_renyi_second_derivatives_where_entries_are_equal():
+    # Renyi's gradient reads the fast loops' sums; differentiated, the sign's quotient in their
+    # log-ratio gave 0 / 0 where p_i = q_i: NaN Hessians (every mode). Reference: autodiff of
+    # log(sum p^a q^(1-a) / sum p) / (a - 1), smooth at these interior points.
+    p, q = jnp.array([0.2, 0.3, 0.5]), jnp.array([0.3, 0.3, 0.4])
+
+    def plain(p, q, a):
+        return jnp.log(jnp.sum(p**a * q ** (1 - a)) / jnp.sum(p)) / (a - 1)
+
+    for a in (2.0, 1.7, 0.3):
+        for k in (0, 1):
+            ref = jax.hessian(plain, argnums=k)(p, q, a)
+            for h in (jax.hessian(renyi_divergence, argnums=k)(p, q, a),
+                      jax.jacrev(jax.jacrev(renyi_divergence, k), k)(p, q, a)):
+                np.testing.assert_allclose(h, ref, rtol=1e-9, atol=1e-12)
+    lp, lq = jnp.log(p), jnp.log(q)
+    h = jax.hessian(renyi_divergence_with_logits, argnums=1)(lp, lq, 2.0)
+    ref = jax.hessian(lambda lq: plain(p, jax.nn.softmax(lq), 2.0))(lq)
+    np.testing.assert_allclose(h, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_renyi_gradient_finite_where_the_power_overflows():
+    # d/dq_i = -e^{a r_i} / M: e^{a r_i} = 2.5e39 overflows float32, the quotient (-1e20) does
+    # not (was -inf). Reference: float64 autodiff of the plain formula.
+    p, q = np.array([0.5, 0.5]), np.array([1 - 1e-20, 1e-20])
+    g = jax.grad(renyi_divergence, argnums=1)(jnp.float32(p), jnp.float32(q), 2.0)
+    ref = jax.grad(lambda q: jnp.log(jnp.sum(p**2 / q)), argnums=0)(jnp.asarray(q))
+    np.testing.assert_allclose(g, ref, rtol=1e-5)
+
+
 def test_forward_mode_finite_where_the_q_coefficient_overflows():
     # q_i / p_i ~ 1e29 in float32: d/dq_i of chi^2 overflows, but a zero tangent in q must not
     # turn it into NaN (jvp, jacfwd); the general alpha path is the reference.
