@@ -297,6 +297,11 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     use implicit differentiation; with zero weights in ``a`` or ``b``, f, g and
     ``transport_cost`` get NaN gradients from ott-jax's implicit system, and ``reg_cost`` a NaN
     derivative in the zero weights themselves (finite in ``x``, ``y`` and the other weights).
+    In float32 the implicit system's conjugate-gradient solve, which the gradients of f, g and
+    ``transport_cost`` need, often fails (lineax raises "A linear solver returned non-finite
+    output": 5 of 12 random 10-point problems at ε = 0.1); raw ott-jax does the same. Take
+    those gradients in float64, or differentiate ``reg_cost`` (envelope theorem, no solve) or
+    :func:`sinkhorn_divergence`, both fine in float32.
 
     Precision and meshes: ott-jax runs under ``jax.default_matmul_precision("highest")``
     (forward and backward), so the cost matrix is full float32 even where XLA would use TF32.
