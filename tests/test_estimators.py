@@ -114,6 +114,19 @@ def _uniform(lo, hi):
     return lambda x: jnp.where((x >= lo) & (x <= hi), -np.log(hi - lo), -jnp.inf)
 
 
+def test_grid_estimators_broadcast_batches_as_numpy():
+    # Batches (3, 1) and (3,) give the (3, 3) outer table, as numpy and gaussian_kl; the batch
+    # axes were aligned from the left (the diagonal, shape (3, 1)), and (2, 1) vs (3,) raised.
+    m1, m2 = np.array([[0.0], [10.0], [20.0]]), np.array([0.0, 1.0, 2.0])
+    grid = jnp.linspace(-30.0, 30.0, 6001)
+    ref = (m1 - m2) ** 2 / 2  # KL(N(m1, 1) || N(m2, 1))
+    np.testing.assert_allclose(grid_kl(Normal(m1, 1.0), Normal(m2, 1.0), grid), ref,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grid_kl(Normal(m1[:2], 1.0), Normal(m2, 1.0), grid), ref[:2],
+                               rtol=1e-5, atol=1e-6)
+    assert grid_js(Normal(m1[:2], 1.0), Normal(m2, 1.0), grid).shape == (2, 3)
+
+
 def test_grid_zero_density():
     grid = np.linspace(-10.0, 10.0, 2001)
     u, n = _uniform(0.0, 1.0), Normal(0.5, 1.0)
