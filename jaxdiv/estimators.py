@@ -548,8 +548,8 @@ def _grid_logits(fn: str, target: Any, model: Any, grid: ArrayLike):
             raise ValueError(f"{fn}: {name}.log_prob(grid) has shape {lp.shape}; expected "
                              f"({grid.shape[0]}, ...) for a grid of shape {grid.shape}")
         out.append(log_w.reshape(log_w.shape + (1,) * (lp.ndim - 1)) + lp)
-    # Batch axes after the grid axis broadcast as numpy's, aligned from the right: new axes go
-    # next to the grid axis (left-aligned, batches (3, 1) and (3,) paired entry by entry).
+    # Batch axes after the grid axis broadcast as numpy's, aligned from the right: the missing
+    # ones go next to the grid axis, so batches (3, 1) and (3,) give a (3, 3) table.
     nd = max(o.ndim for o in out)
     return low, *(o.reshape(o.shape[:1] + (1,) * (nd - o.ndim) + o.shape[1:]) for o in out)
 

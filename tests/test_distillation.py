@@ -112,7 +112,7 @@ def test_jsd_ends_stay_finite_and_exact_where_a_probability_underflows():
 
     def loss(beta, zt, zs):
         return float(linear_distillation_loss(h, zs, teacher_logits=zt, divergence="jsd",
-                                              beta=beta)[()])
+                                              beta=beta))
 
     np.testing.assert_allclose(loss(0.0, zt, zs), ref(0.0, zt, zs), rtol=1e-6)
     np.testing.assert_allclose(loss(1.0, zs, zt), ref(0.0, zt, zs), rtol=1e-6)  # = KL(zt || zs)
