@@ -13,7 +13,10 @@ taken from them, ``sample(key, sample_shape)`` returning ``sample_shape + event_
 Objects whose ``sample`` takes the key as ``seed=`` (distrax, TFP on JAX) are wrapped
 automatically; :func:`as_distribution` does it explicitly and turns a plain log-density
 function into an object with ``log_prob``. Batched distributions give one estimate per batch
-entry (the mean is over the sample axis); ``jax.vmap`` is the clearer way to batch.
+entry (the mean is over the sample axis); the batch shapes of target and model broadcast as
+numpy's, from the right, so an unbatched side is compared with every entry of a batched one
+(an object without ``batch_shape`` is taken as it comes). ``jax.vmap`` is the clearer way to
+batch.
 
 The grid estimators integrate 1-D densities with the trapezoid rule on a user grid, after
 normalising both by the same quadrature: the densities become discrete distributions on the
@@ -63,6 +66,14 @@ class _SeedSampler:
 
     def sample(self, key: jax.Array, sample_shape: Any = ()) -> jax.Array:
         return self.dist.sample(seed=key, sample_shape=sample_shape)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.dist.batch_shape)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.dist.event_shape)
 
 
 @jax.tree_util.register_dataclass
@@ -178,6 +189,30 @@ def _stop_gradient_params(fn: str, model: Any) -> Any:
                                         for leaf, is_array in zip(leaves, arrays, strict=True)])
 
 
+def _shape(dist: Any, name: str) -> tuple[int, ...] | None:
+    """``dist.batch_shape`` or ``dist.event_shape`` as a tuple, or None if it has none."""
+    shape = getattr(dist, name, None)
+    return None if shape is None else tuple(shape)
+
+
+def _lift(fn: str, x: jax.Array, batch: tuple[int, ...] | None, *others: Any) -> jax.Array:
+    """Draws ``x`` (``[n, *batch, *event]``) with ones after the sample axis, so that another
+    distribution's ``log_prob`` broadcasts its batch against ``batch`` from the right, as numpy.
+
+    Without the ones, draws of an unbatched distribution, shape ``[n]``, would pair draw i with
+    batch entry i of a batched one. Left as they are where a batch shape is unknown.
+    """
+    shapes = [_shape(other, "batch_shape") for other in others]
+    if batch is None or any(shape is None for shape in shapes):
+        return x
+    try:
+        full = np.broadcast_shapes(batch, *shapes)
+    except ValueError:
+        raise ValueError(f"{fn}: the batch shapes of target and model, "
+                         f"{', '.join(map(str, (batch, *shapes)))}, do not broadcast") from None
+    return x.reshape(x.shape[:1] + (1,) * (len(full) - len(batch)) + x.shape[1:])
+
+
 def _model_draws(fn: str, key: jax.Array, n: int, target: Any, model: Any, *,
                  path: bool = False) -> tuple[Any, jax.Array, jax.Array]:
     """(16-bit dtype or None, n reparameterised model draws, the model's log q at them).
@@ -190,7 +225,9 @@ def _model_draws(fn: str, key: jax.Array, n: int, target: Any, model: Any, *,
     low, x = _draws(x, target, model)
     if log_q is None or low is not None:  # (16-bit draws: log q again, from the float32 draws)
         log_q = (_stop_gradient_params(fn, model) if path else model).log_prob(x)
-    return low, x, log_q
+    batch = _shape(model, "batch_shape")
+    log_q = jnp.asarray(log_q)
+    return low, _lift(fn, x, batch, target), _lift(fn, log_q, batch, target)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,10 +291,13 @@ def forward_kl(key: jax.Array | None, target: Any, model: Any,
             idx = jax.random.randint(key, (_num_samples(fn, num_samples),), 0, x.shape[0])
             x = x[idx]
         low, x = _draws(x, model)
-        return _cast_back(_mean(-model.log_prob(x)), low)
+        event = _shape(model, "event_shape")  # the array's batch: between samples and event
+        batch = None if event is None else x.shape[1:x.ndim - len(event)]
+        return _cast_back(_mean(-model.log_prob(_lift(fn, x, batch, model))), low)
     target = _adapt(fn, "target", target, sample=True)
     C.check_key(fn, key)
     low, x = _draws(target.sample(key, (_num_samples(fn, num_samples),)), target, model)
+    x = _lift(fn, x, _shape(target, "batch_shape"), model)
     return _cast_back(_mean(target.log_prob(x) - model.log_prob(x)), low)
 
 
@@ -370,6 +410,8 @@ def js_divergence(key: jax.Array, target: Any, model: Any, num_samples: int) -> 
     key_p, key_q = jax.random.split(key)
     xp, xq = target.sample(key_p, (n,)), model.sample(key_q, (n,))
     (low, xp), (_, xq) = _draws(xp, target, model, xq), _draws(xq)
+    xp = _lift(fn, xp, _shape(target, "batch_shape"), model)
+    xq = _lift(fn, xq, _shape(model, "batch_shape"), target)
     tp = LOG2 - jax.nn.softplus(model.log_prob(xp) - target.log_prob(xp))
     tq = LOG2 - jax.nn.softplus(target.log_prob(xq) - model.log_prob(xq))
     return _cast_back(0.5 * (_mean(tp) + _mean(tq)), low)

@@ -11,7 +11,7 @@ from jax.experimental import checkify
 from scipy import integrate, special, stats
 
 from jaxdiv._checks import checked
-from jaxdiv.distributions import Mixture, Normal
+from jaxdiv.distributions import Mixture, MultivariateNormal, Normal
 from jaxdiv.estimators import (
     _alpha_core,
     alpha_divergence,
@@ -125,6 +125,62 @@ def test_grid_estimators_broadcast_batches_as_numpy():
     np.testing.assert_allclose(grid_kl(Normal(m1[:2], 1.0), Normal(m2, 1.0), grid), ref[:2],
                                rtol=1e-5, atol=1e-6)
     assert grid_js(Normal(m1[:2], 1.0), Normal(m2, 1.0), grid).shape == (2, 3)
+
+
+def test_monte_carlo_broadcasts_batches_as_numpy(rng):
+    # An unbatched side against a batched one gives one estimate per batch entry, each from the
+    # same draws as the unbatched call. Draws of shape [n] paired draw i with batch entry i when
+    # n equalled the batch size (a scalar, negative KL), and raised otherwise.
+    p, locs = Normal(0.0, 1.0), np.array([0.0, 1.0, 2.0])
+    q = Normal(jnp.asarray(locs), 1.0)
+    for n in (1, 3, 5):  # the unbatched side is the one sampled, so the draws are the same
+        rows = [(forward_kl(rng, p, Normal(m, 1.0), n), reverse_kl(rng, Normal(m, 1.0), p, n),
+                 alpha_divergence(rng, Normal(m, 1.0), p, n, 0.5)) for m in locs]
+        got = (forward_kl(rng, p, q, n), reverse_kl(rng, q, p, n),
+               alpha_divergence(rng, q, p, n, 0.5))
+        for g, r in zip(got, zip(*rows, strict=True), strict=True):
+            assert g.shape == (3,)
+            np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7)  # atol: the zero at m = 0
+        assert js_divergence(rng, p, q, n).shape == js_divergence(rng, q, p, n).shape == (3,)
+    # converges to the closed forms (m1 - m2)^2 / 2 per entry, and to the grid's JS
+    np.testing.assert_allclose(forward_kl(rng, p, q, N), locs**2 / 2, rtol=2e-2, atol=1e-2)
+    np.testing.assert_allclose(js_divergence(rng, p, q, N), grid_js(p, q, GRID), atol=3e-3)
+    mp = MultivariateNormal(jnp.zeros(2), jnp.eye(2))
+    mq = MultivariateNormal(jnp.array([[0.0, 0.0], [3.0, 3.0]]), jnp.eye(2))
+    for n in (2, N):
+        assert forward_kl(rng, mp, mq, n).shape == reverse_kl(rng, mp, mq, n).shape == (2,)
+    np.testing.assert_allclose(forward_kl(rng, mp, mq, N), [0.0, 9.0], rtol=1e-2, atol=1e-2)
+    # an array target of shape [N, *event] is one batch of samples against every model entry
+    x = np.array([0.1, -0.3, 0.5])
+    np.testing.assert_allclose(forward_kl(None, x, q),
+                               [-np.mean(stats.norm.logpdf(x, m)) for m in locs], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"forward_kl: the batch shapes .*\(2,\), \(3,\)"):
+        forward_kl(rng, Normal(jnp.zeros(2), 1.0), q, 4)
+
+
+class BatchedSeedStyle:
+    """distrax-like and batched: ``batch_shape``, ``event_shape``, ``sample(*, seed, ...)``."""
+
+    def __init__(self, loc):
+        self.loc = jnp.asarray(loc)
+        self.batch_shape, self.event_shape = self.loc.shape, ()
+
+    def log_prob(self, x):
+        return jax.scipy.stats.norm.logpdf(x, self.loc)
+
+    def sample(self, *, seed, sample_shape=()):
+        return self.loc + jax.random.normal(seed, tuple(sample_shape) + self.loc.shape)
+
+
+def test_seed_style_batches(rng):
+    # distrax and TFP objects keep their batch shape through the seed= wrapper: the grid went
+    # in unreshaped ("sub got incompatible shapes (6001,), (3,)"), and a 3-point grid paired
+    # grid points with batch entries.
+    p, q = BatchedSeedStyle([0.0, 1.0, 2.0]), BatchedSeedStyle([1.0, 1.0, 1.0])
+    np.testing.assert_allclose(grid_kl(p, q, GRID), [0.5, 0.0, 0.5], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(forward_kl(rng, BatchedSeedStyle(0.0), p, 3),
+                               [forward_kl(rng, P, Normal(m, 1.0), 3) for m in (0.0, 1.0, 2.0)],
+                               rtol=1e-6, atol=1e-7)
 
 
 def test_grid_zero_density():
