@@ -396,6 +396,13 @@ def _stand_in(dtype):
     return -math.sqrt(jnp.finfo(dtype).max) / 16
 
 
+def _at_least(x, low):
+    """``max(x, low)`` with the derivative of ``x`` at a tie: ``jnp.maximum`` halves it there,
+    and a softmax's tail or sum ties with its clamp whenever the other entries underflow (logits
+    ~100 nats apart in float32: log-softmax gradients off by 1/2)."""
+    return x + lax.stop_gradient(jnp.maximum(x, low) - x)
+
+
 def _softmax_parts(logits, axis, where):
     r"""``(l - max l, e^{l - max l}, tail, support)`` of :func:`_log_softmax`: ``tail`` is
     :math:`\sum_i e_i - 1`, 0 for a row without support (all masked: then :math:`p = 0`, the
@@ -407,7 +414,7 @@ def _softmax_parts(logits, axis, where):
     top = jnp.floor(e)
     tail = (jnp.sum(e - top, axis=axis, keepdims=True)
             + (jnp.sum(top, axis=axis, keepdims=True) - 1))
-    return shifted, e, jnp.maximum(tail, 0), support
+    return shifted, e, _at_least(tail, 0), support
 
 
 def _shifted_exp(logits, axis):
@@ -436,7 +443,7 @@ def _log_ratio_logits(lp, lq, axis):
     sign or absolute value): the JVPs may differentiate it again.
     """
     (a, ea), (b, eb) = _shifted_exp(lp, axis), _shifted_exp(lq, axis)
-    za, zb = (jnp.maximum(jnp.sum(e, axis=axis, keepdims=True), 1) for e in (ea, eb))
+    za, zb = (_at_least(jnp.sum(e, axis=axis, keepdims=True), 1) for e in (ea, eb))
     a, b = (jnp.maximum(s, _stand_in(s.dtype)) for s in (a, b))  # -inf - -inf would be NaN
     u = jnp.log(zb / za) - (b - a)
     return ea * (1 / za), eb * (1 / zb), u, a, b
@@ -514,7 +521,7 @@ def _entropy_logits_jvp(axis, primals, tangents):
 def _ce_parts(lp, lq, axis):
     # log q needs q's softmax tail (peaked q); p only its plain sum (a relative error of eps).
     (sa, ea), (sb, eb, tb, _) = _shifted_exp(lp, axis), _softmax_parts(lq, axis, None)
-    za = jnp.maximum(jnp.sum(ea, axis=axis, keepdims=True), 1)  # 0 without support: p = 0
+    za = _at_least(jnp.sum(ea, axis=axis, keepdims=True), 1)  # 0 without support: p = 0
     logq = jnp.maximum(sb - jnp.log1p(tb), _stand_in(sb.dtype))
     return ea * (1 / za), eb / (1 + tb), logq, sa
 

@@ -192,8 +192,12 @@ def _alpha_general(x, y, where, ax, alpha, logits):
               + jnp.where(neg, ea / jnp.where(neg, -tn, 1), jnp.where(any_a, inf, 0)))
     # Direct: (beta S_a + (1 - beta) S_b - sum a^beta b^(1 - beta)) / (beta (1 - beta)).
     c = jnp.where(near, 1, beta * (1 - beta))
-    d_dir = (lin / c - jnp.sign(c) * jnp.exp(lse - jnp.log(jnp.abs(c)))
-             + jnp.where((beta > 1) & any_a, inf, 0))
+    # M / |c| past the largest float (then c < 0): +inf, the correctly rounded value, with a
+    # zero derivative (exp's inf times a zero cotangent was NaN)
+    e = lse - jnp.log(jnp.abs(c))
+    over = e > math.log(jnp.finfo(e.dtype).max)
+    d_dir = jnp.where(over, inf, lin / c - jnp.sign(c) * jnp.exp(jnp.where(over, 0, e)))
+    d_dir = d_dir + jnp.where((beta > 1) & any_a, inf, 0)
     return jnp.squeeze(jnp.where(near, d_near, d_dir), ax)
 
 
@@ -334,21 +338,51 @@ def _alpha_fast(p, q, alpha, ax, parts=None, inside=False):
     return jnp.squeeze(jnp.where(edge >= big / 2, jnp.inf, out), ax), None
 
 
-def _alpha_grads(p, q, alpha, aux):
+def _alpha_grads(p, q, alpha, aux, parts=None):
     """d/dp_i = expm1((alpha - 1) r_i) / (alpha - 1), d/dq_i = -expm1(alpha r_i) / alpha where
     both are > 0; 1 / (1 - alpha) at p_i > 0 = q_i (alpha < 1), 1 / alpha at q_i > 0 = p_i
-    (alpha > 0); 0 elsewhere (the zero-mass convention). Elementwise: selects cost nothing."""
-    both, p_only, q_only, r = _grad_parts(p, q)
+    (alpha > 0); 0 elsewhere (the zero-mass convention). Elementwise: selects cost nothing.
+
+    With the logits' ``parts`` (:func:`_logit_parts`): (p_i d/dp_i, q_i d/dq_i) instead, for
+    the softmax's chain rule, on the logits' supports and log-ratio, with
+    p e^{t r} = q e^{alpha r} formed in log space where the exponent passes 1: e^{alpha r} alone
+    overflows at alpha r > 88.7 in float32 (logits 44 nats apart at alpha = 2) although the
+    product is finite."""
+    both, p_only, q_only, r, power = _grad_parts(p, q, alpha, parts)
     t, a0 = _nonzero(alpha - 1), _nonzero(alpha)
-    gp = jnp.where(both, jnp.expm1(t * r) / t, jnp.where(p_only & (alpha < 1), -1 / t, 0))
-    gq = jnp.where(both, -jnp.expm1(a0 * r) / a0, jnp.where(q_only & (alpha > 0), 1 / a0, 0))
-    return gp, gq
+    if parts is None:
+        gp = jnp.where(both, jnp.expm1(t * r) / t, jnp.where(p_only & (alpha < 1), -1 / t, 0))
+        gq = jnp.where(both, -jnp.expm1(a0 * r) / a0,
+                       jnp.where(q_only & (alpha > 0), 1 / a0, 0))
+        return gp, gq
+    far_p, far_q = t * r > 1, a0 * r > 1
+    wp = jnp.where(far_p, power(0) - p, p * jnp.expm1(jnp.where(far_p, 0, t * r))) / t
+    wq = jnp.where(far_q, power(0) - q, q * jnp.expm1(jnp.where(far_q, 0, a0 * r))) / -a0
+    return (jnp.where(both, wp, jnp.where(p_only & (alpha < 1), -p / t, 0)),
+            jnp.where(both, wq, jnp.where(q_only & (alpha > 0), q / a0, 0)))
 
 
-def _grad_parts(p, q):
-    P, Q = _pos(p), _pos(q)
-    both = P & Q
-    return both, P & ~Q, Q & ~P, jnp.log(jnp.where(both, p, 1)) - jnp.log(jnp.where(both, q, 1))
+def _grad_parts(p, q, alpha, parts=None):
+    """The supports (both, p only, q only) and r = log(p / q) on both (0 elsewhere), from p and
+    q, or from the logits' ``parts`` (p or q may underflow to 0 on the supports); and
+    ``power(c)`` = p^alpha q^(1 - alpha) e^{-c} on both, from the log of the larger of p and q
+    (the other may have underflowed)."""
+    if parts is None:
+        P, Q = _pos(p), _pos(q)
+        both = P & Q
+        lp, lq = jnp.log(jnp.where(both, p, 1)), jnp.log(jnp.where(both, q, 1))
+        r = lp - lq
+    else:
+        _, r, _, (op, oq) = parts
+        P, Q = op > 0, oq > 0
+        both = P & Q
+    up = p >= q
+
+    def power(c):
+        big = jnp.log(jnp.where(both, jnp.where(up, p, q), 1))
+        return jnp.exp(big + jnp.where(up, alpha - 1, alpha) * r - c)
+
+    return both, P & ~Q, Q & ~P, r, power
 
 
 def _renyi_fast(p, q, alpha, ax, parts=None, inside=False):
@@ -382,20 +416,28 @@ def _renyi_fast(p, q, alpha, ax, parts=None, inside=False):
     return jnp.squeeze(jnp.where(at_inf, jnp.nan, out), ax), (sp, y_all)  # R_inf: general
 
 
-def _renyi_grads(p, q, alpha, aux):
+def _renyi_grads(p, q, alpha, aux, parts=None):
     """With M = sum p^alpha q^(1 - alpha), S = sum p, Y = (M - S) / t, t = alpha - 1:
     d/dp_i = (1 + alpha expm1(t r_i) / t - Y / S) / M, d/dq_i = -e^{alpha r_i} / M where
-    both are > 0; -1 / (t S) at p_i > 0 = q_i; 0 elsewhere."""
+    both are > 0; -1 / (t S) at p_i > 0 = q_i; 0 elsewhere. With the logits' ``parts``:
+    (p_i d/dp_i, q_i d/dq_i), the powers in log space as :func:`_alpha_grads`'s
+    (q_i d/dq_i is minus the weight p_i^alpha q_i^(1 - alpha) / M)."""
     sp, y = aux
-    both, p_only, _, r = _grad_parts(p, q)
+    both, p_only, _, r, power = _grad_parts(p, q, alpha, parts)
     t = _nonzero(alpha - 1)
     m = sp + t * y
-    gp = jnp.where(both, (1 + alpha * (jnp.expm1(t * r) / t) - y / sp) / m,
-                   jnp.where(p_only, -1 / (t * sp), 0))
     # e^{alpha r} / M with log M per row: e^{alpha r} alone overflows where M is large too
     # (p = 1/2, q = 1e-20, alpha = 2: -inf for -1e20). M > 0 on the rows kept (the rest NaN).
-    gq = jnp.where(both, -jnp.exp(alpha * r - jnp.log(m)), 0)
-    return gp, gq
+    log_m = jnp.log(m)
+    edge = jnp.where(p_only, -1 / (t * sp), 0)
+    if parts is None:
+        gp = jnp.where(both, (1 + alpha * (jnp.expm1(t * r) / t) - y / sp) / m, edge)
+        return gp, jnp.where(both, -jnp.exp(alpha * r - log_m), 0)
+    far = t * r > 1
+    pm = power(log_m)
+    near = p * (1 + alpha * (jnp.expm1(jnp.where(far, 0, t * r)) / t) - y / sp) / m
+    wp = jnp.where(far, p * (1 - y / sp) / m + (alpha / t) * (pm - p / m), near)
+    return jnp.where(both, wp, p * edge), jnp.where(both, -pm, 0)
 
 
 _KINDS = {"alpha": (_alpha_fast, _alpha_grads, _alpha_general),
@@ -463,14 +505,13 @@ def _fast_jvp(ax, kind, logits, primals, tangents):
     # loops by CSE, XLA CPU wrote shared constants out in full and split the loops (grad of
     # alpha(1/2): 35 -> 29 ms); shared by the two coefficients, it wrote log p and log q out.
     def coefficient(k):
-        p_, q_, ab, keep_, aux_ = jax.lax.optimization_barrier(
-            (p, q, alpha, keep, aux) + (p,) * (k + 1))[:5]
-        g = grads(p_, q_, ab, aux_)[k]
-        if logits:  # w g, not w times g where w underflows to 0 and g overflows (0 inf)
-            w = (p_, q_)[k]
-            wg = w * g
-            wg = jnp.where(jnp.isfinite(wg), wg, 0)
-            g = wg - w * jnp.sum(wg, axis=ax, keepdims=True)
+        x_, y_, ab, keep_, aux_ = jax.lax.optimization_barrier(
+            (x, y, alpha, keep, aux) + (x,) * (k + 1))[:5]
+        p_, q_, parts_ = _inputs(x_, y_, ax, logits)
+        g = grads(p_, q_, ab, aux_, parts_)[k]
+        if logits:  # w g formed by grads (where w underflows to 0 and g overflows: not 0 inf)
+            wg = jnp.where(jnp.isfinite(g), g, 0)
+            g = wg - (p_, q_)[k] * jnp.sum(wg, axis=ax, keepdims=True)
         return jnp.where(keep_, g, 0)
 
     live = [coefficient(k) * d for k, d in enumerate(tangents[:2])

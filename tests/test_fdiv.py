@@ -581,3 +581,57 @@ def test_gradients_in_one_or_both_arguments_match_finite_differences(name):
     for fn, args in ((total, (p, q)), (lambda p: total(p, q), (p,)),
                      (lambda q: total(p, q), (q,))):
         check_grads(fn, args, order=1, modes=["fwd", "rev"], eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def _logit_grads_ref(lp, lq, alpha):
+    """float64 closed forms through the log-softmax: with w = softmax(alpha log p + (1 - alpha)
+    log q) and M its normaliser, d/dlp = alpha M (w - p) / (alpha (alpha - 1)) and d/dlq =
+    (1 - alpha) M (w - q) / (alpha (alpha - 1)) for alpha; (alpha (w - p), -(w - q) (alpha - 1))
+    / (alpha - 1) for Renyi."""
+    lp, lq = sp.log_softmax(lp), sp.log_softmax(lq)
+    s = alpha * lp + (1 - alpha) * lq
+    w = np.exp(s - sp.logsumexp(s))
+    renyi = (alpha / (alpha - 1) * (w - np.exp(lp)), -(w - np.exp(lq)))
+    with np.errstate(over="ignore", invalid="ignore"):  # M past float64's range (value inf)
+        c = np.exp(sp.logsumexp(s)) / (alpha * (alpha - 1))
+        return (alpha * c * (w - np.exp(lp)), (1 - alpha) * c * (w - np.exp(lq))), renyi
+
+
+@pytest.mark.parametrize("gap", [25.0, 50.0, 100.0, 300.0])
+def test_logit_gradients_far_apart(gap):
+    # Logits far apart in float32: the coefficient e^{alpha r} overflowed and was zeroed (a zero
+    # gradient at alpha = 2 and 44 nats, the value finite); the softmax's tail, flushed to 0,
+    # tied with its clamp and jnp.maximum halved the log-softmax's derivative (Renyi's general
+    # path 100 nats apart: [1, 0, 0] where [0, 0, 0] is right); alpha's general path gave NaN
+    # where the value overflows to +inf (zero derivative there, as documented).
+    pairs = [([gap, -gap, 0.0], [-gap, gap, 0.0]), ([gap, 0.0, 1.0], [0.0, gap, 1.0])]
+    for lp, lq in pairs:
+        for alpha in (2.0, 3.0, 1.7, 0.7, 0.3, -0.4, -1.0):
+            refs = _logit_grads_ref(np.array(lp), np.array(lq), alpha)
+            for fn, ref in zip((alpha_divergence_with_logits, renyi_divergence_with_logits),
+                               refs, strict=True):
+                x, y = jnp.float32(lp), jnp.float32(lq)
+                value = fn(x, y, alpha)
+                grads = jax.grad(fn, argnums=(0, 1))(x, y, alpha)
+                if np.isinf(value):  # past the largest float: a zero derivative
+                    assert all(np.all(np.asarray(g) == 0) for g in grads), (fn, alpha, lp)
+                    continue
+                # relative to the gradient's scale (e^70 carries 70 eps), and to the value's:
+                # entries far below them (a saturated order in (0, 1): gradients ~1e-11) are the
+                # softmax Jacobian's cancellations, float32 rounding of 1 - p at p ~ 1
+                scale = max(np.abs(ref[0]).max(), np.abs(ref[1]).max())
+                tol = 2e-5 * scale + 1e-6 * (1 + abs(float(value)))
+                for g, r in zip(grads, ref, strict=True):
+                    np.testing.assert_allclose(g, r, rtol=0, atol=tol,
+                                               err_msg=f"{fn.__name__} {alpha} {lp} {lq}")
+
+
+def test_alpha_gradient_zero_where_the_value_overflows():
+    # The true value 2.08e48 is past float32's range: +inf, with a zero derivative (exp's inf
+    # times a zero cotangent gave NaN in both arguments).
+    p, q = jnp.float32([0.5, 0.5]), jnp.float32([1 - 1e-25, 1e-25])
+    assert alpha_divergence(p, q, 3.0) == INF
+    for g in jax.grad(alpha_divergence, argnums=(0, 1))(p, q, 3.0):
+        np.testing.assert_array_equal(g, 0.0)
+    np.testing.assert_allclose(alpha_divergence(p.astype(jnp.float64), q.astype(jnp.float64),
+                                                3.0), (0.5**3 * 1e50 - 1) / 6, rtol=1e-6)
