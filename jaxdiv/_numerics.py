@@ -410,6 +410,15 @@ def argsort_last(x: jax.Array) -> jax.Array:
                                       default=lambda v: jnp.argsort(v, axis=-1))
 
 
+def centred(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Point clouds x, y shifted by their pooled mean (held constant), for translation-invariant
+    costs: the matmul form |x|^2 + |y|^2 - 2 x.y rounds relative to |x|^2 + |y|^2, which the
+    shift makes as small as the spread allows. The gradient is exact without the mean's share:
+    by invariance the derivatives in all points sum to zero."""
+    mu = jax.lax.stop_gradient((jnp.sum(x, 0) + jnp.sum(y, 0)) / (x.shape[0] + y.shape[0]))
+    return x - mu, y - mu
+
+
 def replicated(x: jax.Array) -> jax.Array:
     """``x`` gathered onto every device when it is sharded on a mesh with Explicit axes.
 

@@ -20,6 +20,7 @@ from jax.typing import ArrayLike
 from jaxdiv import _checks as C
 from jaxdiv._numerics import (
     argsort_last,
+    centred,
     compute_dtype,
     replicated,
     safe,
@@ -49,8 +50,10 @@ def _quantile_pairs(x, y, a, b):
     a, b = uniform_weights(a, n, x.dtype), uniform_weights(b, m, x.dtype)
     ix, iy = argsort_last(x), argsort_last(y)
     xs, ys = x[ix], y[iy]
-    # CDF levels (cummax: sorted whatever order XLA sums in), merged by binary search
-    cx, cy = lax.cummax(jnp.cumsum(a[ix])), lax.cummax(jnp.cumsum(b[iy]))
+    # CDF levels (cummax: sorted whatever order XLA sums in, the derivative the cumsum's: a
+    # zero weight ties two levels, where cummax split it), merged by binary search
+    cx, cy = (c + lax.stop_gradient(lax.cummax(c) - c)
+              for c in (jnp.cumsum(a[ix]), jnp.cumsum(b[iy])))
     i, j = jnp.arange(n), jnp.arange(m)
     px = i + jnp.searchsorted(cy, cx, side="left")  # positions in the merge, x first on ties
     py = j + jnp.searchsorted(cx, cy, side="right")
@@ -80,8 +83,11 @@ def _lp_norm(diff, mass, p):
     else:
         ok = (top > 0) & (top < np.inf)
         s = lax.stop_gradient(jnp.where(ok, top, 1))  # cancels analytically: W is homogeneous
-        r = jnp.where(live, ad / s, 0)
-        w = jnp.sum(jnp.where(live, mass, 0) * (r if p == 1 else r**p)) / rows
+        # Intervals of no mass add 0, but their r^p is the derivative in their mass (a zero
+        # weight's gradient); kept where r^p and its derivative are finite (not inf or NaN).
+        r = ad / s
+        r = jnp.where(live | (r < float(jnp.finfo(r.dtype).max) ** (1 / p) / 4), r, 0)
+        w = jnp.sum(mass * (r if p == 1 else r**p)) / rows
         w = s * (w if p == 1 else safe(ok, w) ** (1.0 / p))
         w = jnp.where(top == np.inf, np.inf, w)
     nan = jnp.isnan(top) | jnp.any(jnp.isnan(mass))  # NaN values or weights (all-zero ones)
@@ -358,13 +364,6 @@ def _sqrt0(d2):
     return jnp.where(pos, jnp.sqrt(safe(pos, d2)), 0)
 
 
-def _centred(x, y):
-    """x, y shifted by their pooled mean (held constant): the matmul form's rounding is
-    relative to |x|^2 + |y|^2, which the shift makes as small as the spread allows."""
-    mu = lax.stop_gradient((jnp.sum(x, 0) + jnp.sum(y, 0)) / (x.shape[0] + y.shape[0]))
-    return x - mu, y - mu
-
-
 def _median_bandwidth(z):
     """Median pairwise distance of a fixed subsample of the pooled points z (1 if it is 0)."""
     k = min(z.shape[0], _MEDIAN_POINTS)
@@ -453,7 +452,7 @@ def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] 
     if isinstance(bandwidth, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{fn}: bandwidth must be a real number or None, got {bandwidth!r}")
     n, m = x.shape[0], y.shape[0]
-    x, y = _centred(replicated(x), replicated(y))  # the pairwise sums gather the samples
+    x, y = centred(replicated(x), replicated(y))  # the pairwise sums gather the samples
     sigma = (_median_bandwidth(jnp.concatenate([x, y])) if bandwidth is None
              else C.positive_scalar(fn, "bandwidth", bandwidth, x.dtype))
 
@@ -521,7 +520,7 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, batch_size: int | None = None
     x, y = replicated(x), replicated(y)  # the pairwise sums gather the samples
     inf_x, inf_y = jnp.any(jnp.isinf(x)), jnp.any(jnp.isinf(y))
     nan = jnp.any(jnp.isnan(x)) | jnp.any(jnp.isnan(y))
-    x, y = _centred(jnp.where(jnp.isinf(x), 0, x), jnp.where(jnp.isinf(y), 0, y))
+    x, y = centred(jnp.where(jnp.isinf(x), 0, x), jnp.where(jnp.isinf(y), 0, y))
     zero = jnp.zeros((), x.dtype)
 
     def mean_dist(u, v, same):

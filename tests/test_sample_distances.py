@@ -374,3 +374,27 @@ def test_wasserstein_zero_gradient_at_zero_and_zero_weights():
     assert np.isnan(wasserstein_1d(x, x + 1, x_weights=np.zeros(7)))
     with pytest.raises(checkify.JaxRuntimeError, match="x_weights sums to 0"):
         checked(wasserstein_1d)(x, x + 1, x_weights=np.zeros(7))
+
+
+def test_wasserstein_gradient_in_a_zero_weight():
+    # A zero weight ties two CDF levels: cummax split the derivative between them (-1.0 where
+    # -1.5 is right), and the interval of no mass it opens was dropped with its derivative.
+    # The reference: scipy's one-sided differences into the simplex (weights renormalised).
+    x, y = np.array([0.0, 1.0, 5.0, 2.0]), np.array([0.5, 3.0, 1.0])
+    a, b = np.array([0.3, 0.0, 0.5, 0.2]), np.array([0.0, 0.6, 0.4])
+    ga, gb = jax.grad(lambda a, b: wasserstein_1d(x, y, x_weights=a, y_weights=b),
+                      argnums=(0, 1))(a, b)
+    h = 1e-7
+
+    def one_sided(f, v):
+        return [(f(v + h * e) - f(v)) / h for e in np.eye(v.size)]
+
+    np.testing.assert_allclose(ga, one_sided(lambda a: st.wasserstein_distance(x, y, a, b), a),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gb, one_sided(lambda b: st.wasserstein_distance(x, y, a, b), b),
+                               rtol=1e-6, atol=1e-6)
+    # p = 2: the limit of the gradient from positive weights
+    g2 = jax.grad(lambda a, b: wasserstein_1d(x, y, x_weights=a, y_weights=b, p=2),
+                  argnums=(0, 1))
+    for g, ref in zip(g2(a, b), g2(a + 1e-12 * (a == 0), b + 1e-12 * (b == 0)), strict=True):
+        np.testing.assert_allclose(g, ref, rtol=1e-9, atol=1e-9)
