@@ -34,6 +34,12 @@ def _infinite_where(p_only: jax.Array, value: jax.Array, axis: int) -> jax.Array
     return jnp.where(jnp.any(p_only, axis=axis), jnp.inf, value)
 
 
+def _support_gap(z: jax.Array, vmask: jax.Array | None, onehot: jax.Array) -> jax.Array:
+    """Where ``onehot`` marks an entry off the support of softmax(z) (a -inf logit, or masked)."""
+    off = z == -jnp.inf
+    return onehot & (off if vmask is None else off | ~vmask)
+
+
 def _temperature(fn: str, temperature) -> None:
     """A concrete temperature must be a finite real scalar > 0 (traced ones: under checked)."""
     if isinstance(temperature, (str, bytes)) or (
@@ -197,8 +203,22 @@ def _chunk(cfg, zs, zt, labels, vmask, t, beta, lw):
         onehot = lax.broadcasted_iota(labels.dtype, zs.shape, 1) == labels[:, None]
         inside = (labels >= 0) & (labels < zs.shape[-1])  # outside: NaN, as a gather's fill
         ce = jnp.where(inside, -jnp.sum(jnp.where(onehot, logq, 0), axis=-1), jnp.nan)
-        value, grad = value + lw * ce, grad + lw * (q - onehot)
+        # a label off the student's support (-inf logit, or masked): -log 0 = +inf, not the
+        # log-softmax's finite stand-in (1.15e18); no term at all at label_weight 0
+        off = _support_gap(zs, vmask, onehot)
+        ce = lw * _infinite_where(off, ce, -1)
+        value, grad = value + jnp.where(lw == 0, 0, ce), grad + lw * (q - onehot)
     return value, grad
+
+
+def _token_shards(h):
+    """How many ways the token axis of ``h`` is split over Explicit mesh axes (1 otherwise)."""
+    sharding = jax.typeof(h).sharding
+    spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+    if not spec or spec[0] is None or mesh is None:
+        return 1
+    names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+    return math.prod(mesh.shape[name] for name in names)
 
 
 def _dot(a, b, contract, dtype, out_sharding=None):
@@ -406,7 +426,8 @@ def linear_distillation_loss(
 
     **Sharding.** Tokens sharded over a data axis and the heads' vocabulary over a model axis
     (Explicit axes) give the same values and gradients as one device; the log-softmax
-    reductions over a sharded vocabulary become all-reduces.
+    reductions over a sharded vocabulary become all-reduces. ``chunk_size`` is rounded up to a
+    multiple of the data axes' size, so that each chunk splits evenly over them.
 
     Args:
       student_hidden: student hidden states, shape ``[N, H]``.
@@ -545,6 +566,10 @@ def linear_distillation_loss(
     if beta_.shape != () or lw.shape != ():
         raise ValueError(f"{fn}: beta and label_weight must be scalars")
     unit = not isinstance(temperature, jax.core.Tracer) and float(np.asarray(temperature)) == 1
+    # Tokens on Explicit mesh axes: a chunk must split evenly over them (dynamic_slice of a
+    # sharded dimension); n does, so a multiple of their size up to n is always possible.
+    shards = _token_shards(h)
+    chunk_size = shards * -(-int(chunk_size) // shards)
     cfg = _Config(divergence, reduction, int(min(chunk_size, n)), unit, labels is not None,
                   (h.dtype, w.dtype, None if b is None else b.dtype))
     out = _chunked_jit(cfg, (h, w, b), teacher, (mask, labels, vmask, t, beta_, lw))
