@@ -294,20 +294,21 @@ def polynomial(coefs, x: jax.Array) -> jax.Array:
     return y
 
 
-# 1/k! for k = 10, 9, ..., 2: the Taylor series of e^x - 1 - x, for Horner's rule.
-_TAYLOR = tuple(1.0 / float(np.prod(np.arange(1, k + 1))) for k in range(10, 1, -1))
-
-
 def expm1_minus_x(x: jax.Array) -> jax.Array:
     r""":math:`e^x - 1 - x \ge 0` without overflow for large negative x nor cancellation near 0.
 
-    ``expm1(x) - x`` for :math:`|x| \ge 0.1`, and the Taylor series to :math:`x^{10}` below
-    (truncation error :math:`< 10^{-16}` relative there), where ``expm1(x) - x`` would lose
-    :math:`\sim\epsilon/|x|` relative accuracy to cancellation.
+    ``expm1(x) - x`` for :math:`|x| \ge 1`, and the Taylor series below: to :math:`x^{11}`
+    in 32 bits or fewer, :math:`x^{18}` in float64 (truncation error below
+    :math:`2/12! = 4 \cdot 10^{-9}` and :math:`2/19! = 2 \cdot 10^{-17}` relative). Below 1,
+    ``expm1(x) - x`` cancels by up to :math:`(e^{|x|} - 1)/(e^{|x|} - 1 - |x|)`, 20 at 0.1,
+    and XLA CPU's float32 ``expm1`` is itself a few ulps off: the series cut at 0.1 left up
+    to 4e-6 relative error in float32 (70 ulps) and 6e-15 in float64 just above the cut.
     """
-    small = jnp.abs(x) < 0.1
+    top = 18 if jnp.finfo(x.dtype).bits > 32 else 11
+    coefs = [1.0 / math.factorial(k) for k in range(2, top + 1)]  # sum_k x^k / (k + 2)!
+    small = jnp.abs(x) < 1
     xs = jnp.where(small, x, 0.0)
-    return jnp.where(small, polynomial(_TAYLOR[::-1], xs) * xs * xs, jnp.expm1(x) - x)
+    return jnp.where(small, polynomial(coefs, xs) * xs * xs, jnp.expm1(x) - x)
 
 
 # Sorting along the last axis. XLA CPU's sort calls a comparator per comparison: 24 ms for
