@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import checkify
 from jax.scipy.linalg import solve_triangular
@@ -407,16 +408,74 @@ def _nan_in(out: jax.Array, *xs: jax.Array) -> jax.Array:
     return jnp.where(sum(jnp.isnan(x) for x in xs) > 0, jnp.nan, out)
 
 
+# Nearby parameters: Gamma, Beta and Dirichlet are exponential families, and KL(p || q) is the
+# Bregman divergence of their log-partition A between the natural parameters,
+#   KL = int_0^1 (1 - s) d' H(eta_p + s d) d ds,   d = eta_q - eta_p, H the Hessian of A,
+# by Gauss-Legendre on the segment. The closed forms difference log-gammas of nearly equal
+# arguments: Gamma(10) against Gamma(10.001) came out -9.5e-7 in float32 (true 5.3e-8), and
+# Beta(5, 3) against Beta(5.000005, 3) 1.7e-6 (true 1.0e-12). The integrand is written as
+# sums of non-negative terms where it can be. With every parameter within half its own size
+# of the other's, the integrand's singularities (a parameter at 0) lie beyond 2 segment
+# lengths and 8 nodes reach float64's rounding.
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
+_NODES = (_NODES + 1) / 2
+_WEIGHTS = _WEIGHTS / 2 * (1 - _NODES)  # with the (1 - s) of the remainder
+_BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6)  # B_2k, k = 1..7
+
+
+def _trigamma_excess(x: jax.Array) -> jax.Array:
+    r""":math:`\psi'(x) - 1/x = \sum_{n \ge 0} 1 / ((x + n)^2 (x + n + 1)) > 0`, without the
+    cancellation of the difference (:math:`pprox 1/(2x^2)` for large x): 20 terms of the
+    sum, then the asymptotic series :math:`1/(2y^2) + \sum_k B_{2k} / y^{2k+1}` at
+    :math:`y = x + 20` (first term left out below :math:`10^{-22}` relative)."""
+    total = jnp.zeros_like(x)
+    for n in range(20):
+        total = total + 1 / ((x + n) * (x + n) * (x + n + 1))
+    y = x + 20
+    inv2 = 1 / (y * y)
+    return total + inv2 * (0.5 + polynomial(_BERNOULLI, inv2) / y)
+
+
+def _near(*pairs: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Every parameter within half its own size of the other's (then the quadrature)."""
+    out = True
+    for u, v in pairs:
+        out = out & (jnp.abs(v - u) <= 0.5 * jnp.minimum(u, v))
+    return out
+
+
 def _dirichlet_kl(a: jax.Array, b: jax.Array) -> jax.Array:
     a0, b0 = jnp.sum(a, -1), jnp.sum(b, -1)
-    return (gammaln(a0) - gammaln(b0) - jnp.sum(gammaln(a) - gammaln(b), -1)
-            + jnp.sum((a - b) * (digamma(a) - digamma(a0)[..., None]), -1))
+    direct = (gammaln(a0) - gammaln(b0) - jnp.sum(gammaln(a) - gammaln(b), -1)
+              + jnp.sum((a - b) * (digamma(a) - digamma(a0)[..., None]), -1))
+    # H = diag psi'(alpha_k) - psi'(alpha_0): d'H d = sum_k alpha_k (d_k / alpha_k - D /
+    # alpha_0)^2 (>= 0) + sum_k t(alpha_k) d_k^2 - t(alpha_0) D^2, t = psi' - 1/x
+    near = jnp.all(_near((a, b)), -1)
+    d = jnp.where(near[..., None], b - a, 0)
+    big_d = jnp.sum(d, -1)
+    quad = 0.0
+    for s, w in zip(_NODES, _WEIGHTS, strict=True):
+        al = a + s * d
+        al0 = jnp.sum(al, -1)
+        spread = jnp.sum(al * jnp.square(d / al - (big_d / al0)[..., None]), -1)
+        excess = jnp.sum(_trigamma_excess(al) * d * d, -1) - _trigamma_excess(al0) * big_d**2
+        quad = quad + w * (spread + excess)
+    return jnp.where(near, quad, direct)
 
 
 def _gamma_kl(ap, bp, aq, bq):
     log_r = _log_ratio(bq, bp)  # log(rate_q / rate_p)
-    return ((ap - aq) * digamma(ap) - gammaln(ap) + gammaln(aq) + (ap - aq) * log_r
-            + ap * expm1_minus_x(log_r))
+    direct = ((ap - aq) * digamma(ap) - gammaln(ap) + gammaln(aq) + (ap - aq) * log_r
+              + ap * expm1_minus_x(log_r))
+    # A = log Gamma(a) - a log b at eta = (a - 1, -b): d'H d = (psi'(a) - 1/a) da^2
+    # + (da - a db / b)^2 / a, two non-negative terms
+    near = _near((ap, aq), (bp, bq))
+    da, db = jnp.where(near, aq - ap, 0), jnp.where(near, bq - bp, 0)
+    quad = 0.0
+    for s, w in zip(_NODES, _WEIGHTS, strict=True):
+        a, b = ap + s * da, bp + s * db
+        quad = quad + w * (_trigamma_excess(a) * da * da + jnp.square(da - a * (db / b)) / a)
+    return jnp.where(near, quad, direct)
 
 
 def _laplace_kl(mp, bp, mq, bq):
@@ -523,11 +582,14 @@ def closed_form_kl(p: Any, q: Any) -> jax.Array:
     libraries; event shapes (the number of categories, the dimension) must be equal.
 
     Differences of nearby parameters are kept accurate (``log1p``, :math:`e^x - 1 - x` by a
-    series near 0), so the Exponential, Gamma, Laplace, Poisson and Gaussian forms are never
-    negative and keep their relative accuracy as ``q`` approaches ``p``. Parameters must lie
-    in their domain (scales, concentrations and rates > 0, Poisson rates >= 0, probabilities
-    normalised, ``low < high``): shapes are checked at trace time, values under
-    :func:`jaxdiv.checked`. Gaussian limits at zero or infinite scales are those of
+    series near 0; for Gamma, Beta and Dirichlet with every parameter within half of the
+    other's, the Bregman integral of the log-partition along the segment by 8-point
+    Gauss-Legendre, not differences of log-gammas), so the forms are never negative and keep
+    their relative accuracy as ``q`` approaches ``p`` (Gamma(10) against Gamma(10.001) in
+    float32: 5.26e-8, relative error 4e-9; the log-gamma differences gave -9.5e-7).
+    Parameters must lie in their domain (scales, concentrations and rates > 0, Poisson rates
+    >= 0, probabilities normalised, ``low < high``): shapes are checked at trace time, values
+    under :func:`jaxdiv.checked`. Gaussian limits at zero or infinite scales are those of
     :func:`gaussian_kl`.
 
     Args:
