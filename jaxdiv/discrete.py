@@ -720,7 +720,9 @@ def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     Exact for log-probabilities as inputs. Entries with :math:`\log p_i = -\infty` contribute
     0 with zero gradient; :math:`\log q_i = -\infty < \log p_i` gives :math:`+\infty`, also
     where :math:`p_i` underflows to 0 (the logits say :math:`p_i > 0`). Finite and accurate at
-    logits of :math:`\pm 10^4` in float32.
+    logits of :math:`\pm 10^4` in float32. A row of ``logits_p`` that is all :math:`-\infty`
+    is no distribution (the value is then :math:`\sum q = 1`, not 0): leave padded rows out
+    with ``where``, which gives 0 with zero gradient.
 
     Args:
       logits_p: reference logits along ``axis``, shape ``[..., n]``.

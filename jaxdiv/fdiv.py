@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
+from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
@@ -105,11 +106,27 @@ def _run(fn, body, x, y, axis, where, base=None, alpha=None, logits=False):
     x, y = C.as_float(fn, names[0], x), C.as_float(fn, names[1], y)
     if body in (_alpha, _alpha_inside, _renyi, _renyi_inside):  # None raises here, not deep
         alpha = C.as_float(fn, "alpha", alpha)
+        _check_order(fn, alpha, renyi=body in (_renyi, _renyi_inside))
     if not isinstance(axis, (int, np.integer)):
         C.event_axis(fn, (), axis)  # raises the TypeError for a non-static axis
     C.check_base(fn, base)
     where = None if where is None else jnp.asarray(where)
     return _run_checked(x, y, alpha, where, base, fn=fn, body=body, axis=int(axis), logits=logits)
+
+
+def _check_order(fn, alpha, *, renyi):
+    """A concrete order in the domain, else ValueError: finite for alpha, in (-inf, inf] for
+    Renyi (NaN, and -inf for both, gave NaN); traced ones are reported under checked."""
+    domain = "in (-inf, inf]" if renyi else "finite"
+
+    def ok(a, xp):
+        return (~xp.isnan(a) & (a > -xp.inf)) if renyi else xp.isfinite(a)
+
+    if not isinstance(alpha, jax.core.Tracer):
+        if not np.all(ok(np.asarray(alpha), np)):
+            raise ValueError(f"{fn}: alpha must be {domain}, got {alpha}")
+    elif C.checking():
+        checkify.debug_check(jnp.all(ok(alpha, jnp)), f"{fn}: argument alpha is not {domain}")
 
 
 def _run_checked(x, y, alpha, where, base, *, fn, body, axis, logits):

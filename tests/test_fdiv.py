@@ -13,6 +13,7 @@ import pytest
 from jax.test_util import check_grads
 from scipy import special as sp
 
+from jaxdiv import checked
 from jaxdiv.discrete import js_divergence, kl_divergence
 from jaxdiv.fdiv import (
     alpha_divergence,
@@ -635,3 +636,20 @@ def test_alpha_gradient_zero_where_the_value_overflows():
         np.testing.assert_array_equal(g, 0.0)
     np.testing.assert_allclose(alpha_divergence(p.astype(jnp.float64), q.astype(jnp.float64),
                                                 3.0), (0.5**3 * 1e50 - 1) / 6, rtol=1e-6)
+
+
+def test_orders_outside_the_domain_raise():
+    # alpha = +-inf or NaN gave NaN without an error (documented: finite for alpha, in
+    # (-inf, inf] for Renyi); traced orders are reported under jaxdiv.checked
+    p, q = np.array([0.3, 0.7]), np.array([0.5, 0.5])
+    cases = [(alpha_divergence, a, "finite") for a in (np.inf, -np.inf, np.nan)]
+    cases += [(alpha_divergence_with_logits, np.inf, "finite"),
+              (renyi_divergence, -np.inf, r"in \(-inf, inf\]"),
+              (renyi_divergence_with_logits, np.nan, r"in \(-inf, inf\]"),
+              (alpha_divergence, np.array([0.3, np.inf]), "finite")]
+    for fn, alpha, domain in cases:
+        with pytest.raises(ValueError, match=f"{fn.__name__}: alpha must be {domain}"):
+            fn(p, q, alpha)
+    np.testing.assert_allclose(renyi_divergence(p, q, np.inf), np.log(1.4), rtol=1e-12)
+    with pytest.raises(Exception, match="alpha_divergence: argument alpha is not finite"):
+        checked(jax.jit(alpha_divergence))(p, q, np.inf)
