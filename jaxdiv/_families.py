@@ -199,6 +199,11 @@ def read(fn: str, arg: str, obj: Any) -> Family:
 def _read_mvn(fn, arg, obj, cls, flt, own):
     _, loc = _get(obj, "loc")
     n, scale = _get(obj, "scale_diag", "scale_tril", "scale_tri")
+    params = getattr(obj, "parameters", None)
+    if n is None and loc is not None and isinstance(params, dict) and (
+            "scale_diag" in params or "scale_tril" in params):
+        # TFP's MultivariateNormalDiag(loc) / TriL(loc): no scale given is the identity
+        n, scale = "scale_diag", jnp.ones_like(flt("loc", loc))
     if n is None:
         n, cov = _get(obj, "covariance_matrix")
         if n is None:

@@ -322,8 +322,10 @@ class MultivariateNormal:
     def from_covariance(cls, loc: ArrayLike, covariance: ArrayLike) -> MultivariateNormal:
         r"""The normal with mean ``loc`` and covariance ``covariance`` (Cholesky-factorised).
 
-        Only the lower triangle of ``covariance`` is read. A concrete (non-traced) covariance
-        that is not positive definite raises ``ValueError``; under ``jit`` the factor is NaN.
+        Only the lower triangle of ``covariance`` is read (the upper is taken as its mirror;
+        ``jnp.linalg.cholesky`` alone would average the two). A concrete (non-traced)
+        covariance that is not positive definite raises ``ValueError``; under ``jit`` the
+        factor is NaN.
 
         Args:
           loc: the mean, shape ``[..., d]``.
@@ -335,6 +337,7 @@ class MultivariateNormal:
             raise ValueError(f"{fn}: covariance must be square matrices (shape [..., d, d]), "
                              f"got shape {cov.shape}")
         dtype, (cov,) = _floats(fn, covariance=cov)
+        cov = jnp.tril(cov) + jnp.swapaxes(jnp.tril(cov, -1), -1, -2)
         tril = jnp.linalg.cholesky(cov).astype(dtype)
         if not isinstance(tril, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(tril))):
             raise ValueError(f"{fn}: covariance of shape {cov.shape} is not positive definite")
@@ -364,6 +367,7 @@ class MultivariateNormal:
         d = self.event_shape[0]
         if x.ndim < 1 or x.shape[-1] != d:
             raise ValueError(f"{fn}: x of shape {x.shape} does not end with the event size {d}")
+        _broadcast(fn, ("x", "the distribution"), x.shape[:-1], self.batch_shape)
         dtype, loc, tril, diag, x = self._params(fn, x=x)
         z = _solve_lower(tril, x - loc)
         return _mvn_log_prob(z, diag).astype(dtype)
@@ -520,6 +524,10 @@ class Mixture:
         fn = "Mixture.log_prob"
         x = C.as_float(fn, "x", x)
         nb, ne = len(self.batch_shape), len(self.event_shape)
+        if x.shape[x.ndim - ne:] != self.event_shape or x.ndim < ne:
+            raise ValueError(f"{fn}: x of shape {x.shape} does not end with the event shape "
+                             f"{self.event_shape}")
+        _broadcast(fn, ("x", "the distribution"), x.shape[:x.ndim - ne], self.batch_shape)
         if x.ndim < nb + ne:
             x = x.reshape((1,) * (nb + ne - x.ndim) + x.shape)
         x = jnp.expand_dims(x, x.ndim - ne - nb)  # the component axis

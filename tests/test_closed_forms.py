@@ -493,6 +493,14 @@ def test_other_libraries(name):
     q = build["MultivariateNormal"](mq)
     np.testing.assert_allclose(closed_form_kl(p, q), _diag_reference(), rtol=1e-8)
     np.testing.assert_allclose(gaussian_kl(p, q), _diag_reference(), rtol=1e-8)
+    # TFP's MultivariateNormalDiag(loc) / TriL(loc) without a scale: the identity (rejected
+    # before as having "none of scale_diag, scale_tril, ...")
+    if name == "tfp":
+        eye = dict(loc=mq["loc"], scale_tril=np.eye(len(mq["loc"])))
+        for make in (lib.MultivariateNormalDiag, lib.MultivariateNormalTriL):
+            np.testing.assert_allclose(closed_form_kl(make(jnp.asarray(mq["loc"])), p),
+                                       _ref_mvn(eye, dict(loc=mp["loc"], scale_tril=np.diag(
+                                           np.diag(mp["scale_tril"])))), rtol=1e-8)
     # their objects are pytrees: jit and grad through them
     g = jax.jit(jax.grad(lambda s: closed_form_kl(build["Gamma"](dict(concentration=s, rate=1.0)),
                                                   build["Gamma"](PARAMS["Gamma"][1]))))(2.0)

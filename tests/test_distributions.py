@@ -263,6 +263,18 @@ def test_bad_parameters():
         _mixture_1d().covariance()
     with pytest.raises(ValueError, match="event size 2"):
         MultivariateNormal(jnp.zeros(2), jnp.eye(2)).log_prob(jnp.zeros(3))
+    # batch mismatches name the method and both shapes (raw JAX errors before, and Mixture's
+    # named its internally reshaped x)
+    with pytest.raises(ValueError, match=r"MultivariateNormal\.log_prob: batch shapes of x "
+                                         r"\(4,\) and the distribution \(3,\)"):
+        MultivariateNormal(jnp.zeros((3, 2)), jnp.eye(2)).log_prob(jnp.zeros((4, 2)))
+    mix = Mixture(jnp.zeros(2), MultivariateNormal(jnp.zeros((2, 3)), jnp.eye(3)))
+    with pytest.raises(ValueError, match=r"Mixture\.log_prob: x of shape \(2,\) does not end "
+                                         r"with the event shape \(3,\)"):
+        mix.log_prob(jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"Mixture\.log_prob: batch shapes of x \(5, 4\) and "
+                                         r"the distribution \(3,\)"):
+        Mixture(jnp.zeros(2), Normal(jnp.zeros((2, 3)), 1.0)).log_prob(jnp.zeros((5, 4)))
     with pytest.raises(TypeError, match="sample_shape"):
         Normal(0.0, 1.0).sample(jax.random.key(0), 2.5)
     # under jit a traced scale cannot be inspected: the shape is still checked ...
@@ -294,3 +306,12 @@ def test_round_two_boundaries():
         MultivariateNormal(jnp.zeros(0), jnp.zeros((0, 0)))
     with pytest.raises(ValueError, match=r"Mixture: logits of shape \(0,\) give K = 0"):
         Mixture(jnp.zeros(0), Normal(jnp.zeros(0), jnp.ones(0)))
+
+
+def test_from_covariance_reads_the_lower_triangle_only():
+    # jnp.linalg.cholesky averages the two triangles: [[2, 0], [1, 2]] gave covariance
+    # [[2, .5], [.5, 2]], and a PD lower triangle with junk above raised "not positive definite"
+    d = MultivariateNormal.from_covariance(jnp.zeros(2), jnp.array([[2.0, 0.0], [1.0, 2.0]]))
+    np.testing.assert_allclose(d.covariance(), [[2.0, 1.0], [1.0, 2.0]], rtol=1e-6)
+    d = MultivariateNormal.from_covariance(jnp.zeros(2), jnp.array([[1.0, 99.0], [0.5, 1.0]]))
+    np.testing.assert_allclose(d.covariance(), [[1.0, 0.5], [0.5, 1.0]], rtol=1e-6)

@@ -59,6 +59,14 @@ def test_fit_vmaps_over_keys_params_and_hyperparameters(rng):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="fit: steps must be a static int >= 1"):
         fit(lambda w, k: w, 0.0, optax.sgd(0.1), steps=0, key=jax.random.key(0))
+    # a loss that is not a real scalar: JAX's raw "Gradient only defined for scalar-output
+    # functions" named neither fit nor loss_fn
+    for loss, shown in ((lambda w, k: 2 * w, r"float32\[2\]"), (lambda w, k: (w.sum(), 1.0),
+                                                                  "tuple|\\("),
+                        (lambda w, k: jnp.int32(3), r"int32\[\]")):
+        with pytest.raises(TypeError, match="fit: loss_fn\\(params, key\\) must return a real "
+                                            f"scalar, got .*({shown})"):
+            fit(loss, jnp.zeros(2, jnp.float32), optax.sgd(0.1), steps=2, key=jax.random.key(0))
     with pytest.raises(ValueError, match="sweep: every argument needs the same leading"):
         sweep(lambda a, b: a + b, jnp.ones(3), jnp.ones(4))
     with pytest.raises(ValueError, match="sweep: devices is empty"):
