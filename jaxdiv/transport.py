@@ -45,7 +45,8 @@ def _ott() -> types.SimpleNamespace:
        jax._src.interpreters.batching instead, only when the public module lacks the name.
     3. ott differentiates through lineax.NormalCG, deprecated with a warning at every backward
        trace: the implicit differentiation passes the same solver spelt
-       lineax.Normal(lineax.CG(...)).
+       lineax.Normal(lineax.CG(...)). For small problems it passes lineax.SVD instead (see
+       :func:`_implicit`).
     4. Precision: ott's implicit differentiation traces its linear solve in the backward pass,
        after :func:`sinkhorn` has returned, so outside its ``default_matmul_precision`` scope;
        ``_HighestImplicitDiff`` re-enters the scope there.
@@ -82,7 +83,22 @@ def _ott() -> types.SimpleNamespace:
         costs={"sqeuclidean": costs.SqEuclidean, "euclidean": costs.Euclidean},
         epsilon_scheduler=epsilon_scheduler, pointcloud=pointcloud, initializers=initializers,
         linear=linear, acceleration=acceleration, sinkhorn_divergence=sinkhorn_divergence,
-        implicit=_HighestImplicitDiff(solver_kwargs={"nonsym_solver": normal_cg}))
+        implicit=_HighestImplicitDiff(solver_kwargs={"nonsym_solver": normal_cg}),
+        implicit_dense=_HighestImplicitDiff(solver_kwargs={
+            "nonsym_solver": lambda **_: lineax.SVD()}))
+
+
+# The implicit system of balanced Sinkhorn is singular (the potentials' common shift): in
+# float32 lineax's CG on it often stalled or broke down and lineax raised "A linear solver
+# returned non-finite output" (6 of 12 random 10-point problems at eps = 0.1). Up to this many
+# points on the smaller side its Schur complement is materialised and solved by SVD (least
+# squares, exact on the singular system): O(n m^2 + m^3), below CG's cost of many O(n m)
+# products at these sizes.
+_DENSE_IMPLICIT = 256
+
+
+def _implicit(ott, n: int, m: int):
+    return ott.implicit_dense if min(n, m) <= _DENSE_IMPLICIT else ott.implicit
 
 
 def _explicit_mesh(*arrays):
@@ -297,11 +313,13 @@ def sinkhorn(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = None,
     use implicit differentiation; with zero weights in ``a`` or ``b``, f, g and
     ``transport_cost`` get NaN gradients from ott-jax's implicit system, and ``reg_cost`` a NaN
     derivative in the zero weights themselves (finite in ``x``, ``y`` and the other weights).
-    In float32 the implicit system's conjugate-gradient solve, which the gradients of f, g and
-    ``transport_cost`` need, often fails (lineax raises "A linear solver returned non-finite
-    output": 5 of 12 random 10-point problems at ε = 0.1); raw ott-jax does the same. Take
-    those gradients in float64, or differentiate ``reg_cost`` (envelope theorem, no solve) or
-    :func:`sinkhorn_divergence`, both fine in float32.
+    The gradients of f, g and ``transport_cost`` solve ott-jax's implicit linear system, which
+    is singular (the potentials' common shift). Up to 256 points on the smaller side it is
+    materialised and solved by SVD (least squares). Beyond, it goes to lineax's conjugate
+    gradients, which in float32 can stall and raise "A linear solver returned non-finite
+    output" (at 10 points and ε = 0.1 it did on 6 of 12 random problems; raw ott-jax does the
+    same): take those gradients in float64 there, or differentiate ``reg_cost`` (envelope
+    theorem, no solve) or :func:`sinkhorn_divergence`, both fine in float32.
 
     Precision and meshes: ott-jax runs under ``jax.default_matmul_precision("highest")``
     (forward and backward), so the cost matrix is full float32 even where XLA would use TF32,
@@ -451,7 +469,8 @@ def _solve_body(x, y, a, b, eps, threshold, *, options):
                                max_iterations=o.max_iterations,
                                inner_iterations=o.inner_iterations,
                                min_iterations=min_iterations, anderson=anderson_acc,
-                               implicit_diff=ott.implicit, momentum=momentum_acc,
+                               implicit_diff=_implicit(ott, *geom.shape),
+                               momentum=momentum_acc,
                                initializer=init)
         eps_used = jnp.asarray(geom.epsilon, x.dtype)
         tc = _transport_cost(x, y, out.f, out.g, eps_used, cost_fn, o.batch_size)
@@ -472,7 +491,10 @@ def sinkhorn_divergence(x: ArrayLike, y: ArrayLike, *, a: ArrayLike | None = Non
        - \tfrac12 \mathrm{OT}_\varepsilon(a, a) - \tfrac12 \mathrm{OT}_\varepsilon(b, b),
 
     with :math:`\mathrm{OT}_\varepsilon` the regularised cost of :func:`sinkhorn`
-    (``reg_cost``). Non-negative, 0 iff the measures coincide; OT as :math:`\varepsilon \to 0`,
+    (``reg_cost``). Non-negative, 0 iff the measures coincide, for converged solves: each term
+    carries the solver's first-order error in its marginals (``threshold``), so for nearly
+    equal clouds the result can come out slightly negative (``S(x, x)`` of 50 points at the
+    default threshold: -3e-6); lower ``threshold`` there. OT as :math:`\varepsilon \to 0`,
     MMD with kernel :math:`-c` as :math:`\varepsilon \to \infty`. The three terms share one
     epsilon (None: ``0.05 * std`` of the x-y cost matrix). Differentiable in ``x, y``
     (implicit differentiation) and ``a, b`` (the difference of the dual potentials, each the
@@ -550,7 +572,7 @@ def _divergence_body(x, y, a, b, eps, threshold, *, options):
             ott.pointcloud.PointCloud, x, y, a=sa, b=sb, cost_fn=cost_fn, epsilon=eps,
             batch_size=batch_size,
             solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
-                              implicit_diff=ott.implicit))
+                              implicit_diff=_implicit(ott, x.shape[0], y.shape[0])))
         (f_xy, g_xy), (_, g_xx), (f_yy, _) = lax.stop_gradient(out.potentials)
         geom_xy, geom_xx, geom_yy = out.geoms
 
