@@ -373,8 +373,11 @@ def _alpha_grads(p, q, alpha, aux, parts=None):
                        jnp.where(q_only & (alpha > 0), 1 / a0, 0))
         return gp, gq
     far_p, far_q = t * r > 1, a0 * r > 1
-    wp = jnp.where(far_p, power(0) - p, p * jnp.expm1(jnp.where(far_p, 0, t * r))) / t
-    wq = jnp.where(far_q, power(0) - q, q * jnp.expm1(jnp.where(far_q, 0, a0 * r))) / -a0
+    # p (expm1(t r) / t), not (p expm1(t r)) / t: at alpha = 1 (t = 2^-60) the product
+    # underflows before the division
+    wp = jnp.where(far_p, (power(0) - p) / t, p * (jnp.expm1(jnp.where(far_p, 0, t * r)) / t))
+    wq = -jnp.where(far_q, (power(0) - q) / a0,
+                    q * (jnp.expm1(jnp.where(far_q, 0, a0 * r)) / a0))
     return (jnp.where(both, wp, jnp.where(p_only & (alpha < 1), -p / t, 0)),
             jnp.where(both, wq, jnp.where(q_only & (alpha > 0), q / a0, 0)))
 

@@ -653,3 +653,22 @@ def test_orders_outside_the_domain_raise():
     np.testing.assert_allclose(renyi_divergence(p, q, np.inf), np.log(1.4), rtol=1e-12)
     with pytest.raises(Exception, match="alpha_divergence: argument alpha is not finite"):
         checked(jax.jit(alpha_divergence))(p, q, np.inf)
+
+
+def test_logit_gradients_at_orders_zero_and_one_keep_small_entries():
+    # At alpha = 1 (and 0) the p (q) weighted coefficient was formed as (p expm1(t r)) / t with
+    # t = 2^-60: the product underflowed before the division, 72x off for an entry of 2e-22.
+    # Reference: float64 autodiff of the plain log-softmax form of KL (its limits).
+    lp, lq = np.array([0.0, -50.0]), np.array([0.0, 0.0])
+
+    def kl(a, b):
+        la, lb = jax.nn.log_softmax(a), jax.nn.log_softmax(b)
+        return jnp.sum(jnp.exp(la) * (la - lb))
+
+    for alpha, args, swap in ((1.0, (lp, lq), False), (0.0, (lq, lp), True)):
+        ref = jax.grad(kl, argnums=(0, 1))(*args)
+        ref = ref[::-1] if swap else ref
+        got = jax.grad(alpha_divergence_with_logits, argnums=(0, 1))(
+            jnp.float32(lp), jnp.float32(lq), alpha)
+        for g, r in zip(got, ref, strict=True):
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-30)
