@@ -491,23 +491,25 @@ def _nan_in(out: jax.Array, *xs: jax.Array) -> jax.Array:
 # sums of non-negative terms where it can be. With every parameter within half its own size
 # of the other's, the integrand's singularities (a parameter at 0) lie beyond 2 segment
 # lengths and 8 nodes reach float64's rounding.
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
-_NODES = (_NODES + 1) / 2
-_WEIGHTS = _WEIGHTS / 2 * (1 - _NODES)  # with the (1 - s) of the remainder
+# Gauss-Legendre on [0, 1] for int_0^1 (1 - s) f(s) ds: (node, weight with the 1 - s), as
+# Python floats (weakly typed: float32 inputs stay float32 under x64).
+_QUAD = tuple((float((x + 1) / 2), float(w / 2 * (1 - (x + 1) / 2)))
+              for x, w in zip(*np.polynomial.legendre.leggauss(8), strict=True))
 _BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6)  # B_2k, k = 1..7
 
 
-def _trigamma_excess(x: jax.Array) -> jax.Array:
-    r""":math:`\psi'(x) - 1/x = \sum_{n \ge 0} 1 / ((x + n)^2 (x + n + 1)) > 0`, without the
-    cancellation of the difference (:math:`pprox 1/(2x^2)` for large x): 20 terms of the
-    sum, then the asymptotic series :math:`1/(2y^2) + \sum_k B_{2k} / y^{2k+1}` at
-    :math:`y = x + 20` (first term left out below :math:`10^{-22}` relative)."""
-    total = jnp.zeros_like(x)
+def _trigamma_excess_times(x: jax.Array, d: jax.Array) -> jax.Array:
+    r""":math:`(\psi'(x) - 1/x)\, d^2 = \sum_{n \ge 0} (d / (x + n))^2 / (x + n + 1) \ge 0`,
+    without the cancellation of the difference (:math:`\approx d^2/(2x^2)` for large x) and
+    without forming :math:`1/x^2` (it overflows float32 below :math:`x = 10^{-19}` where
+    :math:`d \le x/2` keeps the product small): 20 terms of the sum, then the asymptotic
+    series :math:`(d/y)^2 (1/2 + \sum_k B_{2k} / y^{2k-1})` at :math:`y = x + 20` (the first
+    term left out is below :math:`10^{-22}` relative)."""
+    total = jnp.zeros_like(x * d)
     for n in range(20):
-        total = total + 1 / ((x + n) * (x + n) * (x + n + 1))
+        total = total + jnp.square(d / (x + n)) / (x + n + 1)
     y = x + 20
-    inv2 = 1 / (y * y)
-    return total + inv2 * (0.5 + polynomial(_BERNOULLI, inv2) / y)
+    return total + jnp.square(d / y) * (0.5 + polynomial(_BERNOULLI, 1 / (y * y)) / y)
 
 
 def _near(*pairs: tuple[jax.Array, jax.Array]) -> jax.Array:
@@ -518,38 +520,69 @@ def _near(*pairs: tuple[jax.Array, jax.Array]) -> jax.Array:
     return out
 
 
-def _dirichlet_kl(a: jax.Array, b: jax.Array) -> jax.Array:
+def _bregman(near: jax.Array, quad: Any, direct: Any, *params: jax.Array) -> jax.Array:
+    """``quad`` of the parameters where ``near``, ``direct`` elsewhere; each side sees the
+    parameters only where it is taken (1 elsewhere: no inf or NaN derivative from the other,
+    as digamma's at a concentration of 1e-20), and the quadrature runs only when some entry is
+    near (a ``lax.cond``; under ``vmap``, both)."""
+    def pick(keep, v):
+        return jnp.where(keep, v, jnp.ones_like(v))
+
+    far = direct(*(pick(jnp.expand_dims(~near, range(near.ndim, v.ndim)), v) for v in params))
+    on = [pick(jnp.expand_dims(near, range(near.ndim, v.ndim)), v) for v in params]
+    value = lax.cond(jnp.any(near), lambda on: quad(*on), lambda on: jnp.zeros_like(far), on)
+    return jnp.where(near, value, far)
+
+
+def _dirichlet_direct(a, b):
     a0, b0 = jnp.sum(a, -1), jnp.sum(b, -1)
-    direct = (gammaln(a0) - gammaln(b0) - jnp.sum(gammaln(a) - gammaln(b), -1)
-              + jnp.sum((a - b) * (digamma(a) - digamma(a0)[..., None]), -1))
+    return (gammaln(a0) - gammaln(b0) - jnp.sum(gammaln(a) - gammaln(b), -1)
+            + jnp.sum((a - b) * (digamma(a) - digamma(a0)[..., None]), -1))
+
+
+def _dirichlet_quad(a, b):
     # H = diag psi'(alpha_k) - psi'(alpha_0): d'H d = sum_k alpha_k (d_k / alpha_k - D /
     # alpha_0)^2 (>= 0) + sum_k t(alpha_k) d_k^2 - t(alpha_0) D^2, t = psi' - 1/x
-    near = jnp.all(_near((a, b)), -1)
-    d = jnp.where(near[..., None], b - a, 0)
+    d = b - a
     big_d = jnp.sum(d, -1)
-    quad = 0.0
-    for s, w in zip(_NODES, _WEIGHTS, strict=True):
+    out = 0.0
+    for s, w in _QUAD:
         al = a + s * d
         al0 = jnp.sum(al, -1)
         spread = jnp.sum(al * jnp.square(d / al - (big_d / al0)[..., None]), -1)
-        excess = jnp.sum(_trigamma_excess(al) * d * d, -1) - _trigamma_excess(al0) * big_d**2
-        quad = quad + w * (spread + excess)
-    return jnp.where(near, quad, direct)
+        excess = (jnp.sum(_trigamma_excess_times(al, d), -1)
+                  - _trigamma_excess_times(al0, big_d))
+        out = out + w * (spread + excess)
+    return out
 
 
-def _gamma_kl(ap, bp, aq, bq):
+@jax.jit
+def _dirichlet_kl(a: jax.Array, b: jax.Array) -> jax.Array:
+    a, b = jnp.broadcast_arrays(a, b)
+    return _bregman(jnp.all(_near((a, b)), -1), _dirichlet_quad, _dirichlet_direct, a, b)
+
+
+def _gamma_direct(ap, bp, aq, bq):
     log_r = _log_ratio(bq, bp)  # log(rate_q / rate_p)
-    direct = ((ap - aq) * digamma(ap) - gammaln(ap) + gammaln(aq) + (ap - aq) * log_r
-              + ap * expm1_minus_x(log_r))
+    return ((ap - aq) * digamma(ap) - gammaln(ap) + gammaln(aq) + (ap - aq) * log_r
+            + ap * expm1_minus_x(log_r))
+
+
+def _gamma_quad(ap, bp, aq, bq):
     # A = log Gamma(a) - a log b at eta = (a - 1, -b): d'H d = (psi'(a) - 1/a) da^2
     # + (da - a db / b)^2 / a, two non-negative terms
-    near = _near((ap, aq), (bp, bq))
-    da, db = jnp.where(near, aq - ap, 0), jnp.where(near, bq - bp, 0)
-    quad = 0.0
-    for s, w in zip(_NODES, _WEIGHTS, strict=True):
+    da, db = aq - ap, bq - bp
+    out = 0.0
+    for s, w in _QUAD:
         a, b = ap + s * da, bp + s * db
-        quad = quad + w * (_trigamma_excess(a) * da * da + jnp.square(da - a * (db / b)) / a)
-    return jnp.where(near, quad, direct)
+        out = out + w * (_trigamma_excess_times(a, da) + jnp.square(da - a * (db / b)) / a)
+    return out
+
+
+@jax.jit
+def _gamma_kl(ap, bp, aq, bq):
+    ap, bp, aq, bq = jnp.broadcast_arrays(ap, bp, aq, bq)
+    return _bregman(_near((ap, aq), (bp, bq)), _gamma_quad, _gamma_direct, ap, bp, aq, bq)
 
 
 def _laplace_kl(mp, bp, mq, bq):

@@ -658,3 +658,32 @@ def test_gaussian_w2_at_extreme_scales():
         out = gaussian_w2(MultivariateNormal(np.zeros(2, f32), f32(s) * eye),
                           MultivariateNormal(np.full(2, s, f32), f32(2 * s) * eye))
         np.testing.assert_allclose(out, 2 * s, rtol=1e-6)  # sqrt(2 s^2 + 2 s^2)
+
+
+def test_gamma_beta_dirichlet_at_tiny_concentrations_and_strict_dtypes():
+    # Review findings on the quadrature: 1 / x^2 overflowed float32 below x ~ 1e-19 (inf for
+    # Gamma(1e-20) against Gamma(1.2e-20)); its derivative leaked through a single where into
+    # pairs that are not near (NaN); float64 nodes promoted float32 inputs under x64.
+    mp.mp.dps = 50
+    f32 = np.float32
+    for a, c in ((1e-20, 1.2e-20), (1e-10, 1.2e-10), (1e-10, 1.0)):
+        a, c = f32(a), f32(c)
+        ref = _mp_gamma(a, 1.0, c, 1.0)
+        np.testing.assert_allclose(closed_form_kl(_obj("Gamma", concentration=a, rate=f32(1)),
+                                                  _obj("Gamma", concentration=c, rate=f32(1))),
+                                   ref, rtol=1e-5)
+        np.testing.assert_allclose(
+            closed_form_kl(_obj("Beta", concentration1=a, concentration0=f32(2)),
+                           _obj("Beta", concentration1=c, concentration0=f32(2))),
+            _mp_dirichlet([a, 2.0], [c, 2.0]), rtol=1e-5)
+    for a, c in ((1e-10, 1.2e-10), (1e-10, 1.0)):
+        g = jax.grad(lambda a, c: closed_form_kl(_obj("Gamma", concentration=a, rate=f32(1)),
+                                                 _obj("Gamma", concentration=c, rate=f32(1))),
+                     argnums=(0, 1))(f32(a), f32(c))
+        assert np.isfinite(g).all(), (a, c, g)
+    with jax.numpy_dtype_promotion("strict"):
+        for name, p, q in (("Gamma", dict(concentration=f32(2), rate=f32(1)),
+                            dict(concentration=f32(2.1), rate=f32(1.05))),
+                           ("Dirichlet", dict(concentration=np.array([1, 2], f32)),
+                            dict(concentration=np.array([1.1, 2], f32)))):
+            assert closed_form_kl(_obj(name, **p), _obj(name, **q)).dtype == np.float32
