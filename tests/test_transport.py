@@ -251,6 +251,13 @@ def test_sinkhorn_gradients_through_the_potentials_in_float32():
         np.testing.assert_allclose(g, ref, rtol=0, atol=1e-2 * np.abs(ref).max(),
                                    err_msg=f"seed {seed}")
         assert np.isfinite(grad_f(x.astype(np.float32), y.astype(np.float32))).all()
+    # given weights keep CG: a zero weight gives the documented NaN gradient, no error (an SVD
+    # of the whole system, NaN there, raised)
+    a = np.full(10, 1 / 9, np.float32)
+    a[0] = 0
+    g = jax.grad(lambda x: sinkhorn(x, y.astype(np.float32), a=a, epsilon=0.5).transport_cost)(
+        x.astype(np.float32))
+    assert np.isnan(g[0]).all()
 
 
 def test_sinkhorn_zero_weights():
