@@ -284,7 +284,16 @@ _SHARDED = textwrap.dedent("""
         for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
             np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-5,
                                        atol=1e-6 * float(np.max(np.abs(np.asarray(x)))))
-    print("OK", len(jax.tree.leaves(one)))
+    # a head from outside the mesh (not device_put): the gradient in the tokens raised
+    # "Contracting dimensions are sharded ... specify the output sharding"
+    h, w, zt = args[0], args[1], jax.random.normal(k[2], (n, v))
+    grad_h = jax.jit(jax.grad(lambda h, zt: linear_distillation_loss(
+        h, w, teacher_logits=zt, chunk_size=6)))
+    one = grad_h(h, zt)
+    with jax.set_mesh(mesh):
+        many = grad_h(*(jax.device_put(x, P("data", None)) for x in (h, zt)))
+    np.testing.assert_allclose(np.asarray(many), np.asarray(one), rtol=1e-5, atol=1e-7)
+    print("OK", len(jax.tree.leaves(run(*args))))
 """)
 
 

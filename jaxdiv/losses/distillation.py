@@ -221,6 +221,14 @@ def _token_shards(h):
     return math.prod(mesh.shape[name] for name in names)
 
 
+def _sharding(x, other):
+    """``x``'s sharding, on ``other``'s mesh where ``x`` has none (a head from outside the mesh:
+    its empty mesh made the contraction over sharded tokens ambiguous, and JAX raised)."""
+    sharding = jax.typeof(x).sharding
+    mesh = jax.typeof(other).sharding.mesh
+    return sharding.update(mesh=mesh) if not sharding.mesh.axis_names else sharding
+
+
 def _dot(a, b, contract, dtype, out_sharding=None):
     return lax.dot_general(a, b, (contract, ((), ())), precision=lax.Precision.HIGHEST,
                            preferred_element_type=dtype, out_sharding=out_sharding)
@@ -272,9 +280,9 @@ def _loop(cfg, student, teacher, aux, scale):
         s = scale if jnp.ndim(scale) == 0 else sl(scale)
         grad = jnp.where(valid[:, None], grad * jnp.reshape(s, (-1, 1)).astype(cdt), 0)
         hc = hc.astype(cdt)
-        dw = carry[0] + _dot(hc, grad, ((0,), (0,)), cdt, jax.typeof(w32).sharding)
+        dw = carry[0] + _dot(hc, grad, ((0,), (0,)), cdt, _sharding(w32, hc))
         db = carry[1] + jnp.sum(grad, axis=0)
-        dh = _dot(grad, w32, ((1,), (1,)), cdt, jax.typeof(hc).sharding)
+        dh = _dot(grad, w32, ((1,), (1,)), cdt, _sharding(hc, w32))
         return (dw, db), (loss, dh)
 
     steps = jnp.arange(-(-n // c))
@@ -443,7 +451,9 @@ def linear_distillation_loss(
         :func:`jaxdiv.checked`).
       token_mask: optional boolean ``[N]``; ``False`` tokens are left out.
       labels: optional integer ``[N]`` in ``[0, V)``: next-token labels for the hard-label term
-        (outside the range that term is NaN; :func:`jaxdiv.checked` reports them).
+        (outside the range that term is NaN, unless ``label_weight`` is 0, which leaves the
+        term out; :func:`jaxdiv.checked` reports them). A label off the student's support (a
+        -inf logit, or masked by ``vocab_mask``) gives +inf.
       label_weight: :math:`\lambda`, the weight of the hard-label cross-entropy.
       vocab_mask: optional boolean ``[V]``; ``False`` entries are left out of both softmaxes.
       reduction: ``"none"`` (per-token losses ``[N]``, 0 at masked tokens), ``"sum"``, or
