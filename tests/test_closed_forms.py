@@ -625,12 +625,12 @@ def test_gaussian_w2_near_p_and_at_p(dtype, rtol):
     mp.mp.dps = 40
     rng = np.random.default_rng(7)
     base = [np.array([[1.0, 0.0], [0.5, 2.0]])]
-    for _ in range(3):
+    for _ in range(2):
         lo = np.tril(rng.normal(size=(5, 5)))
         lo[np.diag_indices(5)] = np.abs(np.diag(lo)) + 0.5
         base.append(lo)
     for lp in base:
-        for eps in (1e-1, 1e-5, 1e-6):
+        for eps in (1e-1, 1e-6):
             lq = (lp + eps * np.tril(rng.normal(size=lp.shape))).astype(dtype)
             lp_ = lp.astype(dtype)
             z = jnp.zeros(len(lp), dtype)

@@ -237,16 +237,18 @@ def test_sinkhorn_transport_cost_gradient_matches_finite_differences():
 
 def test_sinkhorn_gradients_through_the_potentials_in_float32():
     # The implicit system is singular; lineax's CG on it raised "A linear solver returned
-    # non-finite output" in float32 on 6 of these 12 problems. Small problems are solved by
+    # non-finite output" in float32 on these 6 of 12 problems. Small problems are solved by
     # SVD: every gradient finite and within float32's reach of float64's.
-    grad = jax.jit(jax.grad(lambda x, y: sinkhorn(x, y, epsilon=0.1, threshold=1e-6,
-                                                  max_iterations=20000).transport_cost))
+    def grad_of(threshold):
+        return jax.jit(jax.grad(lambda x, y: sinkhorn(x, y, epsilon=0.1, threshold=threshold,
+                                                      max_iterations=20000).transport_cost))
+
+    grad, grad64 = grad_of(1e-6), grad_of(1e-12)
     grad_f = jax.jit(jax.grad(lambda x, y: jnp.sum(sinkhorn(x, y, epsilon=0.1).f)))
-    for seed in range(12):
+    for seed in (0, 3, 4, 7, 8, 9):  # the six on which CG raised
         r = np.random.default_rng(seed)
         x, y = r.normal(size=(10, 2)), r.normal(size=(10, 2)) + 0.5
-        ref = jax.grad(lambda x, y: sinkhorn(x, y, epsilon=0.1, threshold=1e-12,
-                                             max_iterations=20000).transport_cost)(x, y)
+        ref = grad64(x, y)
         g = grad(x.astype(np.float32), y.astype(np.float32))
         np.testing.assert_allclose(g, ref, rtol=0, atol=1e-2 * np.abs(ref).max(),
                                    err_msg=f"seed {seed}")
