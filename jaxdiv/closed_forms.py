@@ -493,21 +493,30 @@ def _nan_in(out: jax.Array, *xs: jax.Array) -> jax.Array:
 # lengths and 8 nodes reach float64's rounding.
 # Gauss-Legendre on [0, 1] for int_0^1 (1 - s) f(s) ds: (node, weight with the 1 - s), as
 # Python floats (weakly typed: float32 inputs stay float32 under x64).
-_QUAD = tuple((float((x + 1) / 2), float(w / 2 * (1 - (x + 1) / 2)))
-              for x, w in zip(*np.polynomial.legendre.leggauss(8), strict=True))
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
+_QUAD = (tuple(float(v) for v in (_NODES + 1) / 2),  # nodes on [0, 1], Python floats (weak
+         tuple(float(v) for v in _WEIGHTS / 2 * (1 - _NODES) / 2))  # types); weights * (1 - s)
 _BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6)  # B_2k, k = 1..7
+
+
+def _segment(dtype) -> tuple[jax.Array, jax.Array]:
+    """The quadrature's nodes and weights as arrays of ``dtype``."""
+    return tuple(jnp.asarray(v, dtype) for v in _QUAD)
 
 
 def _trigamma_excess_times(x: jax.Array, d: jax.Array) -> jax.Array:
     r""":math:`(\psi'(x) - 1/x)\, d^2 = \sum_{n \ge 0} (d / (x + n))^2 / (x + n + 1) \ge 0`,
     without the cancellation of the difference (:math:`\approx d^2/(2x^2)` for large x) and
     without forming :math:`1/x^2` (it overflows float32 below :math:`x = 10^{-19}` where
-    :math:`d \le x/2` keeps the product small): 20 terms of the sum, then the asymptotic
-    series :math:`(d/y)^2 (1/2 + \sum_k B_{2k} / y^{2k-1})` at :math:`y = x + 20` (the first
-    term left out is below :math:`10^{-22}` relative)."""
-    total = jnp.zeros_like(x * d)
-    for n in range(20):
-        total = total + jnp.square(d / (x + n)) / (x + n + 1)
+    :math:`d \le x/2` keeps the product small): 20 terms of the sum (a ``fori_loop``: unrolled,
+    the gradient of a Dirichlet KL took 20 s to compile), then the asymptotic series
+    :math:`(d/y)^2 (1/2 + \sum_k B_{2k} / y^{2k-1})` at :math:`y = x + 20` (the first term left
+    out is below :math:`10^{-22}` relative)."""
+    def term(n, total):
+        xn = x + n.astype(x.dtype)
+        return total + jnp.square(d / xn) / (xn + 1)
+
+    total = lax.fori_loop(0, 20, term, jnp.zeros_like(x * d))
     y = x + 20
     return total + jnp.square(d / y) * (0.5 + polynomial(_BERNOULLI, 1 / (y * y)) / y)
 
@@ -542,18 +551,16 @@ def _dirichlet_direct(a, b):
 
 def _dirichlet_quad(a, b):
     # H = diag psi'(alpha_k) - psi'(alpha_0): d'H d = sum_k alpha_k (d_k / alpha_k - D /
-    # alpha_0)^2 (>= 0) + sum_k t(alpha_k) d_k^2 - t(alpha_0) D^2, t = psi' - 1/x
-    d = b - a
+    # alpha_0)^2 (>= 0) + sum_k t(alpha_k) d_k^2 - t(alpha_0) D^2, t = psi' - 1/x; the nodes
+    # on an axis before the event axis
+    s, w = _segment(a.dtype)
+    d = (b - a)[..., None, :]
     big_d = jnp.sum(d, -1)
-    out = 0.0
-    for s, w in _QUAD:
-        al = a + s * d
-        al0 = jnp.sum(al, -1)
-        spread = jnp.sum(al * jnp.square(d / al - (big_d / al0)[..., None]), -1)
-        excess = (jnp.sum(_trigamma_excess_times(al, d), -1)
-                  - _trigamma_excess_times(al0, big_d))
-        out = out + w * (spread + excess)
-    return out
+    al = a[..., None, :] + s[:, None] * d
+    al0 = jnp.sum(al, -1)
+    spread = jnp.sum(al * jnp.square(d / al - (big_d / al0)[..., None]), -1)
+    excess = jnp.sum(_trigamma_excess_times(al, d), -1) - _trigamma_excess_times(al0, big_d)
+    return jnp.sum(w * (spread + excess), -1)
 
 
 @jax.jit
@@ -570,13 +577,11 @@ def _gamma_direct(ap, bp, aq, bq):
 
 def _gamma_quad(ap, bp, aq, bq):
     # A = log Gamma(a) - a log b at eta = (a - 1, -b): d'H d = (psi'(a) - 1/a) da^2
-    # + (da - a db / b)^2 / a, two non-negative terms
-    da, db = aq - ap, bq - bp
-    out = 0.0
-    for s, w in _QUAD:
-        a, b = ap + s * da, bp + s * db
-        out = out + w * (_trigamma_excess_times(a, da) + jnp.square(da - a * (db / b)) / a)
-    return out
+    # + (da - a db / b)^2 / a, two non-negative terms; the nodes on a last axis
+    s, w = _segment(ap.dtype)
+    da, db = (aq - ap)[..., None], (bq - bp)[..., None]
+    a, b = ap[..., None] + s * da, bp[..., None] + s * db
+    return jnp.sum(w * (_trigamma_excess_times(a, da) + jnp.square(da - a * (db / b)) / a), -1)
 
 
 @jax.jit
