@@ -490,12 +490,10 @@ def _nan_in(out: jax.Array, *xs: jax.Array) -> jax.Array:
 # Beta(5, 3) against Beta(5.000005, 3) 1.7e-6 (true 1.0e-12). The integrand is written as
 # sums of non-negative terms where it can be. With every parameter within half its own size
 # of the other's, the integrand's singularities (a parameter at 0) lie beyond 2 segment
-# lengths and 8 nodes reach float64's rounding.
-# Gauss-Legendre on [0, 1] for int_0^1 (1 - s) f(s) ds: (node, weight with the 1 - s), as
-# Python floats (weakly typed: float32 inputs stay float32 under x64).
+# lengths and 8 nodes reach float64's rounding. The nodes on [0, 1] and the weights times
+# (1 - s), cast to the inputs' dtype where used (float32 stays float32 under x64).
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
-_QUAD = (tuple(float(v) for v in (_NODES + 1) / 2),  # nodes on [0, 1], Python floats (weak
-         tuple(float(v) for v in _WEIGHTS / 2 * (1 - _NODES) / 2))  # types); weights * (1 - s)
+_QUAD = ((_NODES + 1) / 2, _WEIGHTS / 2 * (1 - (_NODES + 1) / 2))
 _BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6)  # B_2k, k = 1..7
 
 

@@ -372,12 +372,11 @@ def _alpha_grads(p, q, alpha, aux, parts=None):
         gq = jnp.where(both, -jnp.expm1(a0 * r) / a0,
                        jnp.where(q_only & (alpha > 0), 1 / a0, 0))
         return gp, gq
-    far_p, far_q = t * r > 1, a0 * r > 1
+    far_p, far_q, pw = t * r > 1, a0 * r > 1, power(0)
     # p (expm1(t r) / t), not (p expm1(t r)) / t: at alpha = 1 (t = 2^-60) the product
     # underflows before the division
-    wp = jnp.where(far_p, (power(0) - p) / t, p * (jnp.expm1(jnp.where(far_p, 0, t * r)) / t))
-    wq = -jnp.where(far_q, (power(0) - q) / a0,
-                    q * (jnp.expm1(jnp.where(far_q, 0, a0 * r)) / a0))
+    wp = jnp.where(far_p, (pw - p) / t, p * (jnp.expm1(jnp.where(far_p, 0, t * r)) / t))
+    wq = -jnp.where(far_q, (pw - q) / a0, q * (jnp.expm1(jnp.where(far_q, 0, a0 * r)) / a0))
     return (jnp.where(both, wp, jnp.where(p_only & (alpha < 1), -p / t, 0)),
             jnp.where(both, wq, jnp.where(q_only & (alpha > 0), q / a0, 0)))
 

@@ -72,7 +72,7 @@ def fit(loss_fn: Callable[[Params, jax.Array], jax.Array], params: Params,
         raise TypeError(f"fit: optimizer must be an optax GradientTransformation (with init and "
                         f"update), got {type(optimizer).__name__}")
     C.check_key("fit", key)
-    out = jax.eval_shape(loss_fn, params, jax.random.split(key)[0])
+    out = jax.eval_shape(loss_fn, params, key)  # shapes only: the key's stand-in is itself
     if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()
             and jnp.issubdtype(out.dtype, jnp.floating)):
         raise TypeError(f"fit: loss_fn(params, key) must return a real scalar, got "

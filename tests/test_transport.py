@@ -137,6 +137,9 @@ def test_float32_clouds_far_from_the_origin(cost):
     out, ref = (SOLVE(u, v, epsilon=0.1, threshold=t, cost=cost)
                 for u, v, t in ((x32, y32, 1e-7), (x64, y64, 1e-12)))
     np.testing.assert_allclose(out.transport_cost, ref.transport_cost, rtol=1e-5)
+    # and POT's float64 on the same rounded points, moved back to the origin (exact shifts)
+    P, M = pot_plan(x64 - 1000, y64 - 1000, np.full(12, 1 / 12), np.full(10, 0.1), 0.1, cost)
+    np.testing.assert_allclose(out.transport_cost, np.sum(P * M), rtol=1e-5)
     np.testing.assert_allclose(out.plan(), ref.plan(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(DIV(x32, y32, epsilon=0.1, threshold=1e-7, cost=cost),
                                DIV(x64, y64, epsilon=0.1, threshold=1e-12, cost=cost), rtol=1e-5)

@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxdiv import _checks as C
 from jaxdiv._numerics import compute_dtype, upcast
-from jaxdiv.discrete import _log_softmax, kl_divergence_with_logits
+from jaxdiv.discrete import _log_softmax, _masked, kl_divergence_with_logits
 
 __all__ = ["distillation_loss", "linear_distillation_loss"]
 
@@ -32,12 +32,6 @@ __all__ = ["distillation_loss", "linear_distillation_loss"]
 def _infinite_where(p_only: jax.Array, value: jax.Array, axis: int) -> jax.Array:
     """``value``, or +inf where some entry has p > 0 = q (KL and cross-entropy diverge)."""
     return jnp.where(jnp.any(p_only, axis=axis), jnp.inf, value)
-
-
-def _support_gap(z: jax.Array, vmask: jax.Array | None, onehot: jax.Array) -> jax.Array:
-    """Where ``onehot`` marks an entry off the support of softmax(z) (a -inf logit, or masked)."""
-    off = z == -jnp.inf
-    return onehot & (off if vmask is None else off | ~vmask)
 
 
 def _temperature(fn: str, temperature) -> None:
@@ -205,7 +199,7 @@ def _chunk(cfg, zs, zt, labels, vmask, t, beta, lw):
         ce = jnp.where(inside, -jnp.sum(jnp.where(onehot, logq, 0), axis=-1), jnp.nan)
         # a label off the student's support (-inf logit, or masked): -log 0 = +inf, not the
         # log-softmax's finite stand-in (1.15e18); no term at all at label_weight 0
-        off = _support_gap(zs, vmask, onehot)
+        off = onehot & (_masked(zs, vmask) == -jnp.inf)
         ce = lw * _infinite_where(off, ce, -1)
         value, grad = value + jnp.where(lw == 0, 0, ce), grad + lw * (q - onehot)
     return value, grad
