@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -236,6 +238,60 @@ def kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
     d = p - q
     a = jnp.abs(d)
     return (p * abs_log_ratio(a, jnp.minimum(p, q), p)) * (d / jnp.maximum(a, fi.tiny))
+
+
+def fast_kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
+    r""":func:`kl_term` where :math:`|p - q| / \min(p, q)` is finite, else :math:`\pm\infty`
+    or NaN (a ratio past the largest float, :math:`p > 0 = q`, NaN): the value of
+    :func:`kl_divergence`'s fast pass, whose non-finite rows :func:`guarded_sum` redoes with
+    :func:`kl_term`. Without :func:`kl_term`'s second logarithm and division for the ratios
+    past the float range, 2.3 -> 1.8 ms at (4096, 1024) in float32. The denominator is lifted
+    to the largest float at p = 0 (the term is then 0, the quotient ~0, whatever q)."""
+    fi = jnp.finfo(p.dtype)
+    d = p - q
+    a = jnp.abs(d)
+    x = a / jnp.maximum(jnp.minimum(p, q), fi.max * (1 - jnp.ceil(p)))
+    return (p * jnp.log1p(x)) * (d / jnp.maximum(a, fi.tiny))
+
+
+@jax.custom_batching.custom_vmap
+def all_of(ok: jax.Array) -> jax.Array:
+    """``jnp.all(ok)``, unbatched under vmap: one decision for the whole batch, so that a
+    ``lax.cond`` on it stays a branch (a batched predicate turns it into a select that runs
+    both sides)."""
+    return jnp.all(ok)
+
+
+@all_of.def_vmap
+def _all_of_vmap(axis_size, in_batched, ok):
+    return all_of(ok), False  # all_of again: nested vmaps each reduce their own axis
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 4))
+def guarded_sum(fast: Callable, exact: Callable, p: jax.Array, q: jax.Array,
+                axis: int) -> jax.Array:
+    """``sum(exact(p, q), axis)``, computed as ``sum(fast(p, q), axis)`` where that is finite;
+    the other rows (``fast`` gives +inf or NaN where it cannot be exact) are redone with
+    ``exact`` under a ``lax.cond`` that is skipped when there are none. Derivatives: those of
+    the exact sum, so that no tangent passes through the cond (its linearisation would carry
+    p and q out of it as copies, and its transpose write zeros). Jitted with the functions and
+    the axis static: eagerly, the cond would be traced and compiled again at every call."""
+    return _guarded_sum(fast, exact, p, q, axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 4))
+def _guarded_sum(fast, exact, p, q, axis):
+    total = jnp.sum(fast(p, q), axis=axis)
+    ok = jnp.isfinite(total)
+    redo = jax.lax.cond(all_of(ok), lambda p, q: jnp.zeros_like(total),
+                        lambda p, q: jnp.sum(exact(p, q), axis=axis), p, q)
+    return jnp.where(ok, total, redo)
+
+
+@_guarded_sum.defjvp
+def _guarded_sum_jvp(fast, exact, axis, primals, tangents):
+    tangent = jax.jvp(lambda p, q: jnp.sum(exact(p, q), axis=axis), primals, tangents)[1]
+    return _guarded_sum(fast, exact, *primals, axis), tangent
 
 
 def lifted(lo: jax.Array, x: jax.Array) -> jax.Array:

@@ -31,7 +31,9 @@ from jax.typing import ArrayLike
 from jaxdiv import _checks as C
 from jaxdiv._numerics import (
     LOG2,
+    fast_kl_term,
     finish,
+    guarded_sum,
     kl_term,
     ratio,
     safe,
@@ -265,7 +267,7 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     dtype, p, q, where = _pair("kl_divergence", p, q, axis, where, base)
     if where is not None:  # masked entries become p = 0 terms: value and derivatives 0
         p, q = jnp.where(where, p, 0), jnp.where(where, q, 1)
-    return finish(jnp.sum(kl_term(p, q), axis=axis), dtype, base)
+    return finish(guarded_sum(fast_kl_term, kl_term, p, q, axis), dtype, base)
 
 
 def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,

@@ -27,6 +27,7 @@ from jax.typing import ArrayLike
 from jaxdiv import _checks as C
 from jaxdiv._numerics import (
     abs_log_ratio,
+    all_of,
     expm1_minus_x,
     finish,
     lifted,
@@ -508,11 +509,11 @@ def _fast_value(ax, kind, logits):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
 def _fast_or_general(x, y, alpha, ax, kind, logits):
     """The fast loops, and the general path for the rows they leave NaN, under a lax.cond that
-    is skipped when no row needs it (under vmap too: :func:`_all`)."""
+    is skipped when no row needs it (under vmap too: :func:`all_of`)."""
     v = _fast_value(ax, kind, logits)(x, y, alpha)
     ok = ~jnp.isnan(v)
     general = _KINDS[kind][2]
-    redo = jax.lax.cond(_all(ok), lambda *_: jnp.zeros_like(v),
+    redo = jax.lax.cond(all_of(ok), lambda *_: jnp.zeros_like(v),
                         lambda x, y, a: general(x, y, None, ax, a, logits), x, y, alpha)
     return jnp.where(ok, v, redo)
 
@@ -559,7 +560,7 @@ def _fast_or_general_jvp(ax, kind, logits, primals, tangents):
         okx = jnp.expand_dims(ok, ax)
         return jnp.where(ok, v, vg), [jnp.where(okx, coefficient(k), gs[k]) for k in live]
 
-    value, coefs = jax.lax.cond(_all(ok), all_fast, some_general, x, y, alpha)
+    value, coefs = jax.lax.cond(all_of(ok), all_fast, some_general, x, y, alpha)
     terms = [c * tangents[k] for c, k in zip(coefs, live, strict=True)]
     out = jnp.sum(sum(terms[1:], terms[0]), axis=ax) if terms else jnp.zeros_like(value)
     if not isinstance(tangents[2], SymbolicZero):
@@ -593,18 +594,6 @@ def _inside(alpha, body, inside):
     # Kept away from 0 and 1 by more than float32 rounding: an order that rounds to 0 or 1 in
     # the compute dtype must take the loops with the flags (+-inf limits there).
     return inside if _static_real(alpha) and 1e-6 < float(alpha) < 1 - 1e-6 else body
-
-
-@jax.custom_batching.custom_vmap
-def _all(ok):
-    """jnp.all(ok), unbatched under vmap: one decision for the whole batch, so that a lax.cond
-    on it stays a branch (a batched predicate turns it into a select that runs both sides)."""
-    return jnp.all(ok)
-
-
-@_all.def_vmap
-def _all_vmap(axis_size, in_batched, ok):
-    return _all(ok), False  # _all again: nested vmaps each reduce their own axis
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 6))

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
 import pytest
+from scipy import special
 
 import jaxdiv as D
 
@@ -175,3 +176,24 @@ def test_exact_zero_for_identical_inputs():
     lg = jnp.log(p)
     for f in LOGITS.values():
         assert float(f(lg, lg)) == 0.0
+
+
+def test_kl_rows_past_the_fast_pass_redone_in_a_batch():
+    # kl_divergence sums a fast term (one logarithm and quotient per entry) and redoes the rows
+    # where it is not finite (a ratio past the float range, p > 0 = q, NaN) with the exact
+    # term. Each row of a mixed batch, jitted and vmapped, against scipy's rel_entr (fixed for
+    # these cases in gh-20710); derivatives (the exact term's) unchanged.
+    p = np.array([[0.3, 0.7], [10.0, 10.0], [0.5, 0.5], [10.0, 3e-308], [0.2, 0.8]])
+    q = np.array([[0.6, 0.4], [1.0, 3e-308], [1.0, 0.0], [10.0, 10.0], [0.2, 0.8]])
+    want = special.rel_entr(p, q).sum(-1)
+    assert np.isfinite(want[1]) and want[2] == np.inf
+    for f in (D.kl_divergence, jax.jit(D.kl_divergence), jax.vmap(D.kl_divergence)):
+        np.testing.assert_allclose(f(p, q), want, rtol=1e-14)
+    nan_row = np.array([[0.3, np.nan]])
+    assert np.isnan(D.kl_divergence(np.vstack([p, nan_row]), np.vstack([q, nan_row]))[-1])
+    # derivatives of the ordinary rows, the closed form (where p / q leaves the float range the
+    # derivative in q does too; log(p / q) + 1 is read from that quotient, so it does as well)
+    rows = np.array([0, 4])
+    gp, gq = jax.grad(lambda p, q: jnp.sum(D.kl_divergence(p, q)[rows]), (0, 1))(p, q)
+    np.testing.assert_allclose(gp[rows], np.log(p[rows]) - np.log(q[rows]) + 1, rtol=1e-12)
+    np.testing.assert_allclose(gq[rows], -p[rows] / q[rows], rtol=1e-12)
