@@ -30,6 +30,7 @@ from jaxdiv._numerics import (
     all_of,
     expm1_minus_x,
     finish,
+    guarded_sum,
     lifted,
     log_ratio,
     mask_of,
@@ -1128,8 +1129,17 @@ def jeffreys_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     return _run("jeffreys_divergence", _jeffreys, p, q, axis, where, base)
 
 
-def _jeffreys(p, q, where, ax, *_):
-    return jnp.sum(_jeffreys_term(*_zeroed(p, q, where)), axis=ax)  # every term >= 0
+def _jeffreys(p, q, where, ax, *_):  # every term >= 0
+    return guarded_sum(_fast_jeffreys_term, _jeffreys_term, *_zeroed(p, q, where), ax)
+
+
+def _fast_jeffreys_term(p, q):
+    """:func:`_jeffreys_term` where |p - q| / min(p, q) is finite, +inf or NaN elsewhere (then
+    :func:`guarded_sum` redoes the row with it): no second logarithm and quotient for the
+    ratios past the float range (as :func:`jaxdiv._numerics.fast_kl_term`)."""
+    a = jnp.abs(p - q)
+    lo = jnp.maximum(jnp.minimum(p, q), jnp.finfo(a.dtype).max * (1 - jnp.ceil(jnp.maximum(p, q))))
+    return a * jnp.log1p(a / lo)  # lo lifted to the largest float where p = q = 0: then 0
 
 
 @jax.custom_jvp

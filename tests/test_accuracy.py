@@ -178,7 +178,7 @@ def test_exact_zero_for_identical_inputs():
         assert float(f(lg, lg)) == 0.0
 
 
-def test_kl_rows_past_the_fast_pass_redone_in_a_batch():
+def test_kl_and_jeffreys_rows_past_the_fast_pass_redone_in_a_batch():
     # kl_divergence sums a fast term (one logarithm and quotient per entry) and redoes the rows
     # where it is not finite (a ratio past the float range, p > 0 = q, NaN) with the exact
     # term. Each row of a mixed batch, jitted and vmapped, against scipy's rel_entr (fixed for
@@ -188,6 +188,9 @@ def test_kl_rows_past_the_fast_pass_redone_in_a_batch():
     want = special.rel_entr(p, q).sum(-1)
     assert np.isfinite(want[1]) and want[2] == np.inf
     for f in (D.kl_divergence, jax.jit(D.kl_divergence), jax.vmap(D.kl_divergence)):
+        np.testing.assert_allclose(f(p, q), want, rtol=1e-14)
+    want = want + special.rel_entr(q, p).sum(-1)  # Jeffreys' fast term: the same fallback
+    for f in (D.jeffreys_divergence, jax.vmap(D.jeffreys_divergence)):
         np.testing.assert_allclose(f(p, q), want, rtol=1e-14)
     nan_row = np.array([[0.3, np.nan]])
     assert np.isnan(D.kl_divergence(np.vstack([p, nan_row]), np.vstack([q, nan_row]))[-1])
