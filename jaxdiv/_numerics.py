@@ -164,12 +164,12 @@ def _log_ratio_jvp(primals, tangents):
     return log_ratio(p, q), ratio(dp, p) - ratio(dq, q)
 
 
-def _log0(p: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(log p, on)`` with ``on`` 1 where p > 0 and 0 at p = 0, where the log is log(tiny),
-    finite: no compare-and-select (XLA CPU's fused loop runs ceil, min and log at full speed).
-    Negative or NaN p still give NaN."""
-    on = jnp.minimum(jnp.ceil(p), 1)
-    return jnp.log(p + jnp.finfo(p.dtype).tiny * (1 - on)), on
+def _log0(p: jax.Array) -> jax.Array:
+    """log p, and log(tiny), finite, at p = 0: p lifted by tiny (1 - ceil p), which is 0 for
+    p in (0, 1] and below p's rounding above 1; no compare-and-select (XLA CPU's fused loop runs
+    ceil and log at full speed; a ``min(ceil p, 1)`` more cost entropy 1.18 -> 0.81 ms at
+    (4096, 1024) float32). Negative, NaN or infinite p give NaN."""
+    return jnp.log(p + jnp.finfo(p.dtype).tiny * (1 - jnp.ceil(p)))
 
 
 @jax.custom_jvp
@@ -178,7 +178,7 @@ def xlogx(p: jax.Array) -> jax.Array:
     :math:`(\log p + 1) \dot p` (0 at :math:`p = 0`): the second derivative is :math:`1/p`
     (autodiff of ``p * log(p)`` forms :math:`p \cdot p^{-2}`, which overflows to inf, then NaN,
     for :math:`p \approx 10^{-20}` in float32). Select-free (:func:`_log0`)."""
-    return p * _log0(p)[0]
+    return p * _log0(p)
 
 
 @xlogx.defjvp
@@ -267,31 +267,30 @@ def _all_of_vmap(axis_size, in_batched, ok):
     return all_of(ok), False  # all_of again: nested vmaps each reduce their own axis
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 4))
-def guarded_sum(fast: Callable, exact: Callable, p: jax.Array, q: jax.Array,
-                axis: int) -> jax.Array:
-    """``sum(exact(p, q), axis)``, computed as ``sum(fast(p, q), axis)`` where that is finite;
-    the other rows (``fast`` gives +inf or NaN where it cannot be exact) are redone with
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def guarded_sum(fast: Callable, exact: Callable, axis: int, *args: jax.Array) -> jax.Array:
+    """``sum(exact(*args), axis)``, computed as ``sum(fast(*args), axis)`` where that is finite;
+    the other rows (``fast`` gives +-inf or NaN where it cannot be exact) are redone with
     ``exact`` under a ``lax.cond`` that is skipped when there are none. Derivatives: those of
     the exact sum, so that no tangent passes through the cond (its linearisation would carry
-    p and q out of it as copies, and its transpose write zeros). Jitted with the functions and
-    the axis static: eagerly, the cond would be traced and compiled again at every call."""
-    return _guarded_sum(fast, exact, p, q, axis)
+    the inputs out of it as copies, and its transpose write zeros). Jitted with the functions
+    and the axis static: eagerly, the cond would be traced and compiled again at every call."""
+    return _guarded_sum(fast, exact, axis, *args)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 4))
-def _guarded_sum(fast, exact, p, q, axis):
-    total = jnp.sum(fast(p, q), axis=axis)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _guarded_sum(fast, exact, axis, *args):
+    total = jnp.sum(fast(*args), axis=axis)
     ok = jnp.isfinite(total)
-    redo = jax.lax.cond(all_of(ok), lambda p, q: jnp.zeros_like(total),
-                        lambda p, q: jnp.sum(exact(p, q), axis=axis), p, q)
+    redo = jax.lax.cond(all_of(ok), lambda *_: jnp.zeros_like(total),
+                        lambda *a: jnp.sum(exact(*a), axis=axis), *args)
     return jnp.where(ok, total, redo)
 
 
 @_guarded_sum.defjvp
 def _guarded_sum_jvp(fast, exact, axis, primals, tangents):
-    tangent = jax.jvp(lambda p, q: jnp.sum(exact(p, q), axis=axis), primals, tangents)[1]
-    return _guarded_sum(fast, exact, *primals, axis), tangent
+    tangent = jax.jvp(lambda *a: jnp.sum(exact(*a), axis=axis), primals, tangents)[1]
+    return _guarded_sum(fast, exact, axis, *primals), tangent
 
 
 def lifted(lo: jax.Array, x: jax.Array) -> jax.Array:

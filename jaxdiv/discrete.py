@@ -138,7 +138,9 @@ def entropy(p: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
     dtype, (p,) = upcast(p)
     if where is not None:  # masked entries become p = 0 terms: value and derivatives 0
         p = jnp.where(where, p, 0)
-    return finish(jnp.sum(-xlogx(p), axis=axis), dtype, base)  # -0 terms sum to +0
+    # 0 - sum, not a sum of negated terms: one operation per entry fewer, and +0 (not -0)
+    # for a point mass
+    return finish(0.0 - jnp.sum(xlogx(p), axis=axis), dtype, base)
 
 
 def binary_entropy(p: ArrayLike, *, base: float | None = None) -> jax.Array:
@@ -267,7 +269,7 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
     dtype, p, q, where = _pair("kl_divergence", p, q, axis, where, base)
     if where is not None:  # masked entries become p = 0 terms: value and derivatives 0
         p, q = jnp.where(where, p, 0), jnp.where(where, q, 1)
-    return finish(guarded_sum(fast_kl_term, kl_term, p, q, axis), dtype, base)
+    return finish(guarded_sum(fast_kl_term, kl_term, axis, p, q), dtype, base)
 
 
 def js_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,

@@ -1130,7 +1130,7 @@ def jeffreys_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1,
 
 
 def _jeffreys(p, q, where, ax, *_):  # every term >= 0
-    return guarded_sum(_fast_jeffreys_term, _jeffreys_term, *_zeroed(p, q, where), ax)
+    return guarded_sum(_fast_jeffreys_term, _jeffreys_term, ax, *_zeroed(p, q, where))
 
 
 def _fast_jeffreys_term(p, q):

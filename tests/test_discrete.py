@@ -427,3 +427,18 @@ def test_derivatives_at_tiny_entries_float32():
     d = jax.grad(jaxdiv.chi_square_divergence, (0, 1))(p, q)
     np.testing.assert_allclose(d[0], 2 * (pn - qn) / qn, rtol=1e-5, atol=1e-6)  # 0 at 0.5
     np.testing.assert_allclose(d[1], 1 - (pn / qn) ** 2, rtol=1e-5, atol=1e-6)
+
+
+def test_entropy_terms_at_the_edges_of_the_lift():
+    # p log p's logarithm reads p + tiny (1 - ceil p): exact for p in (0, 1], below rounding
+    # above 1 (positive measures), log(tiny) at 0; negative and NaN entries give NaN, not a
+    # finite number. Reference: scipy's entr; a point mass gives +0, not -0.
+    for dtype in (np.float32, np.float64):
+        tiny = np.finfo(dtype).tiny
+        p = np.array([[0.5, 0.5, 0.0], [tiny, 1.0, 0.0], [3.0, 1e30, 7.5], [1.0, 0.0, 0.0]],
+                     dtype)
+        got = np.asarray(entropy(p))
+        np.testing.assert_allclose(got, sp.entr(p.astype(np.float64)).sum(-1), rtol=1e-6)
+        assert got[-1] == 0 and not np.signbit(got[-1])
+        for bad in (-1e-30, -0.5, np.nan):
+            assert np.isnan(entropy(np.array([0.5, 0.5 - bad, bad], dtype)))
