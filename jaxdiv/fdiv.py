@@ -1138,7 +1138,8 @@ def _fast_jeffreys_term(p, q):
     :func:`guarded_sum` redoes the row with it): no second logarithm and quotient for the
     ratios past the float range (as :func:`jaxdiv._numerics.fast_kl_term`)."""
     a = jnp.abs(p - q)
-    lo = jnp.maximum(jnp.minimum(p, q), jnp.finfo(a.dtype).max * (1 - jnp.ceil(jnp.maximum(p, q))))
+    big = jnp.finfo(a.dtype).max
+    lo = jnp.maximum(jnp.minimum(p, q), big - big * jnp.ceil(jnp.maximum(p, q)))
     return a * jnp.log1p(a / lo)  # lo lifted to the largest float where p = q = 0: then 0
 
 
