@@ -321,6 +321,12 @@ def _ref(quantity, p, q=None, alpha=None):
             return mp.inf
         return mp.fsum(al * a + (1 - al) * b - (a ** al * b ** (1 - al) if a > 0 and b > 0
                                                  else 0) for a, b in pq) / (al * (1 - al))
+    if quantity == "renyi":  # log(sum p^a q^(1-a) / sum p) / (a - 1), 0 < a < 1 or a > 1
+        al = mp.mpf(alpha)
+        if al > 1 and any(a > 0 == b for a, b in pq):
+            return mp.inf
+        m = mp.fsum(a ** al * b ** (1 - al) for a, b in pq if a > 0 and b > 0)
+        return mp.log(m / mp.fsum(p)) / (al - 1)
     raise ValueError(quantity)
 
 
@@ -370,12 +376,16 @@ _KEY = {"kl_divergence": "kl", "cross_entropy": "ce", "entropy": "entropy",
         "js_divergence": "js"}
 
 
-def _rel_err(v, ref):
+def _rel_err(v, ref, dtype=np.float64):
+    """|v - ref| / |ref|; 0 for an infinite v where ``ref`` rounds to it in ``dtype`` (a true
+    value past the largest float: +-inf is its correctly rounded value)."""
     v, ref = float(v), ref
     if math.isnan(v):
         return math.nan
     if mp.isinf(ref) or math.isinf(v):
-        return 0.0 if (mp.isinf(ref) and v == float(ref)) else math.inf
+        with np.errstate(over="ignore"):
+            rounded = float(np.asarray(float(ref)).astype(dtype))
+        return 0.0 if v == rounded else math.inf
     if ref == 0:
         return abs(v)
     return float(abs((mp.mpf(v) - ref) / ref))
@@ -411,7 +421,7 @@ def accuracy_rows(impls_by_quantity, cases_of, ref_of):
                 except Exception as err:  # a peer that rejects an input
                     failed.append(f"{case}: {type(err).__name__}")
                     continue
-                e = _rel_err(v, ref_of(quantity, kind, args))
+                e = _rel_err(v, ref_of(quantity, kind, args), dtype)
                 nan_v += math.isnan(e)
                 nan_g += gnan
                 worst = worst if math.isnan(e) else max(worst, e)
@@ -465,7 +475,21 @@ def fdiv_impls():
         "total_variation": ("probs", {
             "jaxdiv": jaxdiv.total_variation,
             "jnp": lambda p, q: 0.5 * jnp.sum(jnp.abs(p - q), -1)}),
+        "renyi_divergence(0.3)": ("probs", {
+            "jaxdiv": lambda p, q: jaxdiv.renyi_divergence(p, q, 0.3),
+            "jnp": lambda p, q: jnp.log(jnp.sum(p ** 0.3 * q ** 0.7, -1)) / -0.7}),
+        "renyi_divergence(2)": ("probs", {
+            "jaxdiv": lambda p, q: jaxdiv.renyi_divergence(p, q, 2.0),
+            "jnp": lambda p, q: jnp.log(jnp.sum(p ** 2 / q, -1))}),
     }
+    for a in (0.3, 2.0):  # the logit twins against the log-space one-liner (log-softmaxes)
+        c = a * (1 - a)
+        Q[f"alpha_divergence_with_logits({a:g})"] = ("logits", {
+            "jaxdiv": lambda x, y, a=a: jaxdiv.alpha_divergence_with_logits(x, y, a),
+            "jnp log_softmax": lambda x, y, a=a, c=c: (1 - jnp.exp(_log_m(x, y, a))) / c})
+        Q[f"renyi_divergence_with_logits({a:g})"] = ("logits", {
+            "jaxdiv": lambda x, y, a=a: jaxdiv.renyi_divergence_with_logits(x, y, a),
+            "jnp log_softmax": lambda x, y, a=a: _log_m(x, y, a) / (a - 1)})
     if tfp is not None:
         vi = tfp.vi
         Q["alpha_divergence(0.5)"][1]["TFP-JAX"] = _csiszar(
@@ -479,28 +503,57 @@ def fdiv_impls():
         Q["chi_square_divergence"][1]["TFP-JAX"] = _csiszar(vi.pearson)
         Q["jeffreys_divergence"][1]["TFP-JAX"] = lambda p, q: 2 * _csiszar(vi.jeffreys)(p, q)
         Q["total_variation"][1]["TFP-JAX"] = _csiszar(vi.total_variation)
+        for a in (0.3, 2.0):
+            Q[f"alpha_divergence_with_logits({a:g})"][1]["TFP-JAX"] = (
+                lambda x, y, a=a: _csiszar_logits(
+                    lambda lu: vi.amari_alpha(lu, alpha=a, self_normalized=True))(x, y))
     return Q
+
+
+def _log_m(x, y, a):
+    """log sum_i p_i^a q_i^(1-a) from logits, by logsumexp of the log-softmaxes."""
+    s = a * jax.nn.log_softmax(x, -1) + (1 - a) * jax.nn.log_softmax(y, -1)
+    return jax.nn.logsumexp(s, -1)
+
+
+def _csiszar_logits(f):
+    """:func:`_csiszar` from logits: sum_i q_i f(log p_i - log q_i) on the log-softmaxes."""
+    def d(x, y):
+        lp, lq = jax.nn.log_softmax(x, -1), jax.nn.log_softmax(y, -1)
+        return jnp.sum(jnp.exp(lq) * f(lp - lq), -1)
+    return d
 
 
 _FKEY = {"alpha_divergence(0.5)": ("alpha", 0.5), "alpha_divergence(2)": ("alpha", 2.0),
          "alpha_divergence(0.3)": ("alpha", 0.3),
          "hellinger_distance": ("hellinger", None), "chi_square_divergence": ("chi2", None),
-         "jeffreys_divergence": ("jeffreys", None), "total_variation": ("tv", None)}
+         "jeffreys_divergence": ("jeffreys", None), "total_variation": ("tv", None),
+         "renyi_divergence(0.3)": ("renyi", 0.3), "renyi_divergence(2)": ("renyi", 2.0),
+         **{f"{f}_with_logits({a:g})": (f.split("_")[0], a) for f in ("alpha_divergence",
+                                                                     "renyi_divergence")
+            for a in (0.3, 2.0)}}
 
 
 def _fdiv_ref(quantity, kind, args):
     key, alpha = _FKEY[quantity]
-    return _ref(key, _mp(args[0]), _mp(args[1]), alpha)
+    conv = _mp_softmax if kind == "logits" else _mp
+    return _ref(key, conv(args[0]), conv(args[1]), alpha)
+
+
+def _fdiv_cases(kind):
+    return logit_cases() if kind == "logits" else prob_cases()
 
 
 def fdiv_speed(rows, cols, rounds, log):
     kp, kq = jax.random.split(jax.random.key(1))
     p = jax.nn.softmax(3 * jax.random.normal(kp, (rows, cols), jnp.float32), -1)
     q = jax.nn.softmax(3 * jax.random.normal(kq, (rows, cols), jnp.float32), -1)
+    lp, lq = jnp.log(p), jnp.log(q)  # logits of the same distributions
     out = []
-    for quantity, (_, impls) in fdiv_impls().items():
+    for quantity, (kind, impls) in fdiv_impls().items():
+        args = (lp, lq) if kind == "logits" else (p, q)
         for grad in (False, True):
-            cands = {k: _wrap(v, (p, q), grad) for k, v in impls.items()}
+            cands = {k: _wrap(v, args, grad) for k, v in impls.items()}
             out.append(_speed_rows(quantity + (" (gradient)" if grad else ""), cands, rounds))
             log(out[-1])
     return out
@@ -692,7 +745,7 @@ def main(argv: list[str] | None = None) -> None:
     if "fdiv" in sections:
         speed += fdiv_speed(rows, cols, rounds, log)
         if not args.no_accuracy:
-            acc += accuracy_rows(fdiv_impls(), lambda k: prob_cases(), _fdiv_ref)
+            acc += accuracy_rows(fdiv_impls(), _fdiv_cases, _fdiv_ref)
     if "gaussian" in sections:
         speed += gaussian_speed(rows * cols // 16, rounds, log)
         if not args.no_accuracy:
