@@ -321,7 +321,10 @@ def abs_log_ratio(a: jax.Array, lo: jax.Array, x: jax.Array) -> jax.Array:
     lo = lifted(lo, x)
     h = 2.0 ** (fi.maxexp // 2)
     capped = jnp.log1p(jnp.minimum(a / lo, 2.0 ** (fi.maxexp - 2)))
-    return capped + jnp.log(jnp.maximum((a * (4 / h)) / (lo * h), 1))
+    # lo = 0 < a: +inf (a 4 / h flushes to 0 below ~1e-154 in float64: 0 / 0 was NaN). The
+    # fast terms (fast_kl_term) leave only such rows to this one: a select costs nothing here.
+    rest = jnp.log(jnp.maximum((a * (4 / h)) / (lo * h), 1))
+    return capped + jnp.where(lo > 0, rest, jnp.inf)
 
 
 @kl_term.defjvp

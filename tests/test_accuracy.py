@@ -192,6 +192,12 @@ def test_kl_and_jeffreys_rows_past_the_fast_pass_redone_in_a_batch():
     want = want + special.rel_entr(q, p).sum(-1)  # Jeffreys' fast term: the same fallback
     for f in (D.jeffreys_divergence, jax.vmap(D.jeffreys_divergence)):
         np.testing.assert_allclose(f(p, q), want, rtol=1e-14)
+    # p > 0 = q with p below ~1e-154 (float64) or ~5e-20 (float32): +inf, as rel_entr (the
+    # exact term's second factor was 0 / 0: NaN)
+    for dtype, tiny_p in ((np.float64, 1e-300), (np.float32, 1e-20)):
+        a, b = np.array([1.0, tiny_p], dtype), np.array([1.0, 0.0], dtype)
+        assert special.rel_entr(a, b).sum() == np.inf
+        assert D.kl_divergence(a, b) == np.inf and D.jeffreys_divergence(a, b) == np.inf
     nan_row = np.array([[0.3, np.nan]])
     assert np.isnan(D.kl_divergence(np.vstack([p, nan_row]), np.vstack([q, nan_row]))[-1])
     # derivatives of the ordinary rows, the closed form (where p / q leaves the float range the
