@@ -8,6 +8,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import mpmath
 import numpy as np
 import pytest
 from jax.test_util import check_grads
@@ -714,3 +715,54 @@ def test_derivatives_in_batches_that_mix_the_fast_loops_and_the_general_path():
         h = jax.hessian(lambda p, a=a: jnp.sum(w * renyi_divergence(p, q, a)))(p)
         np.testing.assert_allclose(h, jax.hessian(lambda p, a=a: jnp.sum(w * plain(p, q, a)))(p),
                                    rtol=1e-7, atol=1e-9)
+
+
+def test_renyi_at_two_agrees_with_the_general_loops():
+    # A Python alpha of 2 sums p (p - q) / q (one quotient per entry); a traced alpha the
+    # general loops. Values against float64 numpy, and values, gradients (zeros, masks, one
+    # side 0, unnormalised) and Hessians against the traced path.
+    r = np.random.default_rng(6)
+    p, q = r.random((5, 9)), r.random((5, 9))
+    p[0, 2] = q[1, 3] = p[2, 4] = q[2, 4] = 0.0  # p = 0 < q, q = 0 < p, both 0
+    q[3] = p[3] * (1 + 1e-7 * r.normal(size=9))  # nearly equal
+    p[:4], q[:4] = p[:4] / p[:4].sum(-1, keepdims=True), q[:4] / q[:4].sum(-1, keepdims=True)
+    q[4] *= 3.0  # unnormalised
+    where = np.ones((5, 9), bool)
+    where[:, 1] = False
+    def ref(u, v):  # 40 digits: the nearly equal row's log(1 + 7.6e-15) needs them
+        if np.any((u > 0) & (v == 0)):
+            return INF
+        with mpmath.workdps(40):
+            m = mpmath.fsum(mpmath.mpf(a) ** 2 / b for a, b in zip(u, v, strict=True) if a > 0)
+            return float(mpmath.log(m / mpmath.fsum(map(mpmath.mpf, u))))
+
+    want = [ref(u, v) for u, v in zip(p, q, strict=True)]
+    np.testing.assert_allclose(renyi_divergence(p, q, 2.0), want, rtol=1e-9)
+    static = jax.jit(lambda p, q, w: renyi_divergence(p, q, 2.0, where=w))
+    traced = jax.jit(lambda p, q, a, w: renyi_divergence(p, q, a, where=w))
+    for w in (None, where):
+        np.testing.assert_allclose(static(p, q, w), traced(p, q, 2.0, w), rtol=1e-9)
+        # (rows at +inf: a zero gradient in both)
+        g_static = jax.grad(lambda p, q, w=w: jnp.sum(static(p, q, w)), (0, 1))(p, q)
+        g_traced = jax.grad(lambda p, q, w=w: jnp.sum(traced(p, q, 2.0, w)), (0, 1))(p, q)
+        for a, b in zip(g_static, g_traced, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    h = [jax.hessian(lambda x, f=f: f(x, q[3]))(p[3])
+         for f in (lambda x, y: static(x, y, None), lambda x, y: traced(x, y, 2.0, None))]
+    np.testing.assert_allclose(h[0], h[1], rtol=1e-6, atol=1e-9)
+    p32, q32 = jnp.float32(p[3]), jnp.float32(q[3])  # float32: the same accuracy near p = q
+    np.testing.assert_allclose(renyi_divergence(p32, q32, 2.0),
+                               ref_renyi(np.float64(p32), np.float64(q32), 2.0), rtol=1e-3)
+
+
+def test_forward_mode_zero_on_general_path_rows_at_infinity():
+    # A row the fast loops leave to the general path whose value is +inf (an infinite entry)
+    # has a zero derivative, as every row at +-inf: its per-entry coefficients (inf there)
+    # times a zero tangent gave NaN in forward mode, and jacfwd of a batch sum was all NaN.
+    p = jnp.array([[0.5, 0.5, 0.0], [jnp.inf, 1.0, 0.0]])
+    q = jnp.array([[0.5, 0.0, 0.5], [1.0, 0.5, 0.5]])
+    f = jax.jit(lambda p: alpha_divergence(p, q, jnp.asarray(0.3)))
+    v, t = jax.jvp(f, (p,), (jnp.zeros_like(p).at[0, 1].set(1.0),))
+    assert v[1] == INF and t[1] == 0
+    np.testing.assert_allclose(t[0], 1 / (1 - 0.3), rtol=1e-12)  # at p_i > 0 = q_i, alpha < 1
+    assert np.all(np.isfinite(jax.jacfwd(lambda p: jnp.sum(f(p)))(p)))
