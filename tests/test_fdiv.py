@@ -685,7 +685,7 @@ def test_derivatives_in_batches_that_mix_the_fast_loops_and_the_general_path():
     lp[1], lq[1] = [0.0, -40.0, 1.0], [0.0, -85.0, 1.0]  # alpha 3: e^{90} overflows the loops
     lp[2], lq[2] = [20.0, 0.0, 1.0], [0.0, 20.0, 1.0]  # Renyi 1/2, 0.3: M << sum p
     w = np.array([0.7, -1.3, 0.4, 1.1])
-    for alpha in (3.0, 0.5, 0.3):
+    for alpha in (3.0, 0.5):
         refs = [_logit_grads_ref(lp[i], lq[i], alpha) for i in range(4)]
         for k, fn in enumerate((alpha_divergence_with_logits, renyi_divergence_with_logits)):
             total = jax.jit(lambda x, y, fn=fn, a=alpha: jnp.sum(w * fn(x, y, jnp.asarray(a))))
@@ -694,9 +694,10 @@ def test_derivatives_in_batches_that_mix_the_fast_loops_and_the_general_path():
             # per row, relative to its gradient's scale and value (test_logit_gradients_far_apart)
             value = np.abs(fn(jnp.float32(lp), jnp.float32(lq), alpha))
             tol = (2e-5 * np.abs(ref).max((0, 2)) + 1e-6 * (1 + value))[:, None]
-            for j, g in enumerate(jax.grad(total, argnums=(0, 1))(x, y)):
-                for got in (g, jax.jacfwd(total, argnums=j)(x, y)):
-                    assert np.all(np.abs(got - ref[j]) <= tol), (fn.__name__, alpha, j)
+            for got in (jax.grad(total, argnums=(0, 1))(x, y),
+                        jax.jacfwd(total, argnums=(0, 1))(x, y)):
+                for j, g in enumerate(got):
+                    assert np.all(np.abs(g - ref[j]) <= tol), (fn.__name__, alpha, j)
 
     p = np.array([[0.2, 0.3, 0.5], [1 - 2e-6, 1e-6, 1e-6], [0.4, 0.4, 0.2]])
     q = np.array([[0.3, 0.3, 0.4], [1e-6, 1 - 2e-6, 1e-6], [0.1, 0.6, 0.3]])
@@ -705,11 +706,11 @@ def test_derivatives_in_batches_that_mix_the_fast_loops_and_the_general_path():
     def plain(p, q, a):
         return jnp.log(jnp.sum(p**a * q ** (1 - a), -1) / jnp.sum(p, -1)) / (a - 1)
 
-    for a in (0.5, 0.3, jnp.asarray(0.3)):  # 0.5 and 0.3 (static): one loop; traced: two
+    for a in (0.5, jnp.asarray(0.3)):  # 0.5 (static): one loop; traced: two
         f = jax.jit(lambda p, q, a=a: jnp.sum(w * renyi_divergence(p, q, a)))
         np.testing.assert_allclose(renyi_divergence(p, q, a), plain(p, q, a), rtol=1e-12)
         ref = jax.grad(lambda p, q, a=a: jnp.sum(w * plain(p, q, a)), (0, 1))(p, q)
-        for got in (jax.grad(f, (0, 1))(p, q), (jax.jacfwd(f, 0)(p, q), jax.jacfwd(f, 1)(p, q))):
+        for got in (jax.grad(f, (0, 1))(p, q), jax.jacfwd(f, (0, 1))(p, q)):
             for g, e in zip(got, ref, strict=True):
                 np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12)
         h = jax.hessian(lambda p, a=a: jnp.sum(w * renyi_divergence(p, q, a)))(p)
