@@ -718,10 +718,12 @@ def test_derivatives_in_batches_that_mix_the_fast_loops_and_the_general_path():
                                    rtol=1e-7, atol=1e-9)
 
 
-def test_renyi_at_two_agrees_with_the_general_loops():
-    # A Python alpha of 2 sums p (p - q) / q (one quotient per entry); a traced alpha the
-    # general loops. Values against float64 numpy, and values, gradients (zeros, masks, one
-    # side 0, unnormalised) and Hessians against the traced path.
+@pytest.mark.parametrize("alpha", [2.0, 0.5])
+def test_renyi_at_two_and_one_half_agree_with_the_general_loops(alpha):
+    # A Python alpha of 2 or 1/2 sums M - sum p term by term (p (p - q) / q, sqrt p (q - p) /
+    # (sqrt p + sqrt q)); a traced alpha the general loops. Values against 40-digit mpmath, and
+    # values, gradients (zeros, masks, one side 0, unnormalised) and Hessians against the
+    # traced path.
     r = np.random.default_rng(6)
     p, q = r.random((5, 9)), r.random((5, 9))
     p[0, 2] = q[1, 3] = p[2, 4] = q[2, 4] = 0.0  # p = 0 < q, q = 0 < p, both 0
@@ -731,29 +733,31 @@ def test_renyi_at_two_agrees_with_the_general_loops():
     where = np.ones((5, 9), bool)
     where[:, 1] = False
     def ref(u, v):  # 40 digits: the nearly equal row's log(1 + 7.6e-15) needs them
-        if np.any((u > 0) & (v == 0)):
+        if alpha > 1 and np.any((u > 0) & (v == 0)):
             return INF
         with mpmath.workdps(40):
-            m = mpmath.fsum(mpmath.mpf(a) ** 2 / b for a, b in zip(u, v, strict=True) if a > 0)
-            return float(mpmath.log(m / mpmath.fsum(map(mpmath.mpf, u))))
+            m = mpmath.fsum(mpmath.mpf(a) ** alpha * mpmath.mpf(b) ** (1 - alpha)
+                            for a, b in zip(u, v, strict=True) if a > 0 and b > 0)
+            return float(mpmath.log(m / mpmath.fsum(map(mpmath.mpf, u))) / (alpha - 1))
 
     want = [ref(u, v) for u, v in zip(p, q, strict=True)]
-    np.testing.assert_allclose(renyi_divergence(p, q, 2.0), want, rtol=1e-9)
-    static = jax.jit(lambda p, q, w: renyi_divergence(p, q, 2.0, where=w))
+    np.testing.assert_allclose(renyi_divergence(p, q, alpha), want, rtol=1e-9)
+    static = jax.jit(lambda p, q, w: renyi_divergence(p, q, alpha, where=w))
+    order = jnp.asarray(alpha)  # traced
     traced = jax.jit(lambda p, q, a, w: renyi_divergence(p, q, a, where=w))
     for w in (None, where):
-        np.testing.assert_allclose(static(p, q, w), traced(p, q, 2.0, w), rtol=1e-9)
+        np.testing.assert_allclose(static(p, q, w), traced(p, q, order, w), rtol=1e-9)
         # (rows at +inf: a zero gradient in both)
         g_static = jax.grad(lambda p, q, w=w: jnp.sum(static(p, q, w)), (0, 1))(p, q)
-        g_traced = jax.grad(lambda p, q, w=w: jnp.sum(traced(p, q, 2.0, w)), (0, 1))(p, q)
+        g_traced = jax.grad(lambda p, q, w=w: jnp.sum(traced(p, q, order, w)), (0, 1))(p, q)
         for a, b in zip(g_static, g_traced, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     h = [jax.hessian(lambda x, f=f: f(x, q[3]))(p[3])
-         for f in (lambda x, y: static(x, y, None), lambda x, y: traced(x, y, 2.0, None))]
+         for f in (lambda x, y: static(x, y, None), lambda x, y: traced(x, y, order, None))]
     np.testing.assert_allclose(h[0], h[1], rtol=1e-6, atol=1e-9)
     p32, q32 = jnp.float32(p[3]), jnp.float32(q[3])  # float32: the same accuracy near p = q
-    np.testing.assert_allclose(renyi_divergence(p32, q32, 2.0),
-                               ref_renyi(np.float64(p32), np.float64(q32), 2.0), rtol=1e-3)
+    np.testing.assert_allclose(renyi_divergence(p32, q32, alpha),
+                               ref(np.float64(p32), np.float64(q32)), rtol=1e-3)
 
 
 def test_forward_mode_zero_on_general_path_rows_at_infinity():
