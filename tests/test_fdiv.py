@@ -452,16 +452,23 @@ def test_closed_alphas_agree_with_the_general_path(alpha):
     p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
     where = np.ones((4, 9), bool)
     where[:, 0] = False
-    general = jax.jit(lambda p, q, a, w: alpha_divergence(p, q, a, where=w))
-    closed = jax.jit(lambda p, q, w: alpha_divergence(p, q, alpha, where=w))
+    _static_agrees_with_traced(alpha_divergence, alpha, p, q, where, row=3)
+
+
+def _static_agrees_with_traced(fn, alpha, p, q, where, row):
+    """``fn(p, q, alpha)`` with alpha a Python number (a special form) against alpha traced (the
+    general path): values and gradients in both arguments (rows at +inf: zero in both), with
+    and without ``where``, and the Hessian in p of one row."""
+    order = jnp.asarray(alpha)
+    static = jax.jit(lambda p, q, w: fn(p, q, alpha, where=w))
+    traced = jax.jit(lambda p, q, w: fn(p, q, order, where=w))
     for w in (None, where):
-        np.testing.assert_allclose(closed(p, q, w), general(p, q, alpha, w), rtol=1e-9)
-        g_closed = jax.grad(lambda p, q, w=w: jnp.sum(closed(p, q, w)), (0, 1))(p, q)
-        g_general = jax.grad(lambda p, q, w=w: jnp.sum(general(p, q, alpha, w)), (0, 1))(p, q)
-        for a, b in zip(g_closed, g_general, strict=True):
+        np.testing.assert_allclose(static(p, q, w), traced(p, q, w), rtol=1e-9)
+        g = [jax.grad(lambda p, q, f=f, w=w: jnp.sum(f(p, q, w)), (0, 1))(p, q)
+             for f in (static, traced)]
+        for a, b in zip(*g, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    h = [jax.hessian(lambda x, f=f: f(x, q[3]))(p[3])
-         for f in (lambda x, y: closed(x, y, None), lambda x, y: general(x, y, alpha, None))]
+    h = [jax.hessian(lambda x, f=f: f(x, q[row], None))(p[row]) for f in (static, traced)]
     np.testing.assert_allclose(h[0], h[1], rtol=1e-6, atol=1e-9)
 
 
@@ -732,6 +739,7 @@ def test_renyi_at_two_and_one_half_agree_with_the_general_loops(alpha):
     q[4] *= 3.0  # unnormalised
     where = np.ones((5, 9), bool)
     where[:, 1] = False
+
     def ref(u, v):  # 40 digits: the nearly equal row's log(1 + 7.6e-15) needs them
         if alpha > 1 and np.any((u > 0) & (v == 0)):
             return INF
@@ -742,19 +750,7 @@ def test_renyi_at_two_and_one_half_agree_with_the_general_loops(alpha):
 
     want = [ref(u, v) for u, v in zip(p, q, strict=True)]
     np.testing.assert_allclose(renyi_divergence(p, q, alpha), want, rtol=1e-9)
-    static = jax.jit(lambda p, q, w: renyi_divergence(p, q, alpha, where=w))
-    order = jnp.asarray(alpha)  # traced
-    traced = jax.jit(lambda p, q, a, w: renyi_divergence(p, q, a, where=w))
-    for w in (None, where):
-        np.testing.assert_allclose(static(p, q, w), traced(p, q, order, w), rtol=1e-9)
-        # (rows at +inf: a zero gradient in both)
-        g_static = jax.grad(lambda p, q, w=w: jnp.sum(static(p, q, w)), (0, 1))(p, q)
-        g_traced = jax.grad(lambda p, q, w=w: jnp.sum(traced(p, q, order, w)), (0, 1))(p, q)
-        for a, b in zip(g_static, g_traced, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    h = [jax.hessian(lambda x, f=f: f(x, q[3]))(p[3])
-         for f in (lambda x, y: static(x, y, None), lambda x, y: traced(x, y, order, None))]
-    np.testing.assert_allclose(h[0], h[1], rtol=1e-6, atol=1e-9)
+    _static_agrees_with_traced(renyi_divergence, alpha, p, q, where, row=3)
     p32, q32 = jnp.float32(p[3]), jnp.float32(q[3])  # float32: the same accuracy near p = q
     np.testing.assert_allclose(renyi_divergence(p32, q32, alpha),
                                ref(np.float64(p32), np.float64(q32)), rtol=1e-3)
