@@ -251,7 +251,7 @@ def fast_kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
     fi = jnp.finfo(p.dtype)
     d = p - q
     a = jnp.abs(d)
-    x = a / jnp.maximum(jnp.minimum(p, q), fi.max - fi.max * jnp.ceil(p))
+    x = a / lifted(jnp.minimum(p, q), p, fi.max)
     return (p * jnp.log1p(x)) * (d / jnp.maximum(a, fi.tiny))
 
 
@@ -294,15 +294,15 @@ def _guarded_sum_jvp(fast, exact, axis, primals, tangents):
     return _guarded_sum(fast, exact, axis, *primals), tangent
 
 
-def lifted(lo: jax.Array, x: jax.Array) -> jax.Array:
-    """``lo`` (>= 0), lifted to the smallest normal float where ``x`` (>= 0) is 0: a denominator
-    that is 0 only where lo = 0 < x. Select-free (``ceil``): on XLA CPU a compare-and-select
-    splits a fused sum into several passes over memory."""
-    # tiny - tiny ceil(x), not tiny (1 - ceil(x)): a constant 1 here was shared by XLA with a
-    # JVP's where(q > 0, q, 1) and written out as a full array for both loops (grad of
+def lifted(lo: jax.Array, x: jax.Array, to: float | None = None) -> jax.Array:
+    """``lo`` (>= 0), lifted to ``to`` (None: the smallest normal float) where ``x`` (>= 0) is
+    0: a denominator that is 0 only where lo = 0 < x. Select-free (``ceil``): on XLA CPU a
+    compare-and-select splits a fused sum into several passes over memory."""
+    # c - c ceil(x), not c (1 - ceil(x)): a constant 1 here was shared by XLA with a JVP's
+    # where(q > 0, q, 1) and written out as a full array for both loops (grad of
     # alpha_divergence(p, q, 2.0) at (4096, 1024): 16 MiB written and read again)
-    tiny = jnp.finfo(lo.dtype).tiny
-    return jnp.maximum(lo, tiny - tiny * jnp.ceil(x))
+    c = jnp.finfo(lo.dtype).tiny if to is None else to
+    return jnp.maximum(lo, c - c * jnp.ceil(x))
 
 
 def abs_log_ratio(a: jax.Array, lo: jax.Array, x: jax.Array) -> jax.Array:

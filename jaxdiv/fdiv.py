@@ -240,45 +240,45 @@ def _renyi_far(x, y, where, ax, alpha, logits):
     """:func:`_renyi_full`'s value where it is (log M - log S_p) / t with M / S_p outside
     [1/e, e] (no cancellation there), or a limit (+-inf, R_inf, an empty row); NaN elsewhere.
     The KL parts of :func:`_parts` are left unused (not computed under jit)."""
-    z, inf = _parts(x, y, where, ax, logits), jnp.inf
-    at_inf = alpha == inf
+    z = _parts(x, y, where, ax, logits)
+    at_inf, al, t, _, _, _, lrel = _renyi_log_space(z, alpha, ax)
+    out = jnp.where((jnp.abs(lrel) <= 1) | (t == 0), jnp.nan, lrel / jnp.where(t == 0, 1, t))
+    return _renyi_limits(z, out, at_inf, al, ax)
+
+
+def _renyi_full(x, y, where, ax, alpha, logits):
+    z = _parts(x, y, where, ax, logits)
+    at_inf, al, t, sp, s, lse, lrel = _renyi_log_space(z, alpha, ax)
+    ok = jnp.abs(lrel) <= 1  # M / S_p in [1/e, e]: no overflow, and 1 + t A > 0
+    tn = jnp.where(ok, t, 0)
+    w, spread, err_near = _moments(z.lp, z.r, z.p, s, lse, z.both, tn, ax)
+    near = ~z.any_p & ((t == 0) | (ok & (jnp.abs(t) * err_near <= (1 + spread) * sp)))
+    # KL-anchored, exact: M / S_p = 1 + t A with A = (KL + t sum p r^2 E2(t r)) / S_p.
+    big_a = (z.kls[0] + tn * w) / sp
+    out = jnp.where(near, big_a * _log1prel(tn * big_a), lrel / jnp.where(near | (t == 0), 1, t))
+    return _renyi_limits(z, out, at_inf, al, ax)
+
+
+def _renyi_log_space(z, alpha, ax):
+    """(at_inf, the order with inf as 2, t = order - 1, S_p (1 if 0), s = a log p + (1 - a)
+    log q, log M by logsumexp over both supports, log(M / S_p))."""
+    at_inf = alpha == jnp.inf
     al = jnp.where(at_inf, 2, alpha)
-    t = al - 1
     sp = safe(z.sums[0] > 0, z.sums[0])
     s = al * z.lp + (1 - al) * z.lq
     lse = jax.nn.logsumexp(s, axis=ax, where=z.both, keepdims=True)
-    lrel = lse - jnp.log(sp)
-    out = jnp.where((jnp.abs(lrel) <= 1) | (t == 0), jnp.nan, lrel / jnp.where(t == 0, 1, t))
+    return at_inf, al, al - 1, sp, s, lse, lse - jnp.log(sp)
+
+
+def _renyi_limits(z, out, at_inf, al, ax):
+    """``out`` with Renyi's limits: +inf for order >= 1 with some q = 0 < p, -inf for order < 0
+    with some p = 0 < q, log max p / q at order inf, 0 for a row with nothing kept."""
+    inf = jnp.inf
     out = jnp.where(z.any_p & (al >= 1), inf, out)
     out = jnp.where(z.any_q & (al < 0), -inf, out)
     rmax = jnp.max(jnp.where(z.both, z.lp - z.lq, -inf), axis=ax, keepdims=True)
     out = jnp.where(at_inf, jnp.where(z.any_p, inf, rmax), out)
     empty = ~(jnp.any(z.both, axis=ax, keepdims=True) | z.any_p | z.any_q)
-    return jnp.squeeze(jnp.where(empty, 0, out), ax)
-
-
-def _renyi_full(x, y, where, ax, alpha, logits):
-    z, inf = _parts(x, y, where, ax, logits), jnp.inf
-    at_inf = alpha == inf
-    al = jnp.where(at_inf, 2, alpha)
-    t = al - 1
-    any_p, any_q = z.any_p, z.any_q
-    sp = safe(z.sums[0] > 0, z.sums[0])
-    s = al * z.lp + (1 - al) * z.lq
-    lse = jax.nn.logsumexp(s, axis=ax, where=z.both, keepdims=True)
-    lrel = lse - jnp.log(sp)  # log(M / S_p)
-    ok = jnp.abs(lrel) <= 1  # M / S_p in [1/e, e]: no overflow, and 1 + t A > 0
-    tn = jnp.where(ok, t, 0)
-    w, spread, err_near = _moments(z.lp, z.r, z.p, s, lse, z.both, tn, ax)
-    near = ~any_p & ((t == 0) | (ok & (jnp.abs(t) * err_near <= (1 + spread) * sp)))
-    # KL-anchored, exact: M / S_p = 1 + t A with A = (KL + t sum p r^2 E2(t r)) / S_p.
-    big_a = (z.kls[0] + tn * w) / sp
-    out = jnp.where(near, big_a * _log1prel(tn * big_a), lrel / jnp.where(near | (t == 0), 1, t))
-    out = jnp.where(any_p & (al >= 1), inf, out)
-    out = jnp.where(any_q & (al < 0), -inf, out)
-    rmax = jnp.max(jnp.where(z.both, z.lp - z.lq, -inf), axis=ax, keepdims=True)
-    out = jnp.where(at_inf, jnp.where(any_p, inf, rmax), out)
-    empty = ~(jnp.any(z.both, axis=ax, keepdims=True) | any_p | any_q)
     return jnp.squeeze(jnp.where(empty, 0, out), ax)  # nothing kept: the empty sum, 0
 
 
@@ -480,12 +480,17 @@ def _renyi2_fast(p, q, alpha, ax, parts=None, inside=False):
     general loops' log1p, expm1 and second pass for the one-sided entries (4.3 -> 1.6 ms at
     (4096, 1024) float32). As accurate near p = q: each term carries eps of its own size, the
     first-order parts sum to S_p - S_q as in the general loops. The same aux (S_p, M - S_p)."""
-    y = jnp.sum(p * ((p - q) / lifted(q, p)), axis=ax, keepdims=True)
-    sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)
-    x = y / sp
-    # M << S_p (x < -15/16: the log1p has lost its relative accuracy), no mass, or NaN: the
-    # general path
-    out = jnp.where((sp > 0) & (x >= -15 / 16), jnp.log1p(x), jnp.nan)
+    return _renyi_special(p, jnp.sum(p * ((p - q) / lifted(q, p)), axis=ax, keepdims=True),
+                          1.0, ax)
+
+
+def _renyi_special(p, y, t, ax):
+    """The value log1p(t y / S_p) / t and aux (S_p, y) of the special orders' fast terms from
+    y = (M - S_p) / t; NaN (the general path) where M << S_p (t y / S_p < -15/16: the log1p has
+    lost its relative accuracy), with no mass, or at NaN."""
+    sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)  # S_p as the general loops'
+    x = t * y / sp
+    out = jnp.where((sp > 0) & (x >= -15 / 16), jnp.log1p(x) / t, jnp.nan)
     return jnp.squeeze(out, ax), (sp, y)
 
 
@@ -518,13 +523,9 @@ def _renyi_half_fast(p, q, alpha, ax, parts=None, inside=False):
     (q - p) / (sqrt(p) + sqrt(q)), two square roots and one quotient per entry (the denominator
     lifted where p = q = 0), against the general loops' log-ratio and expm1; as accurate near
     p = q (each term carries eps of its own size). The same aux (S_p, (M - S_p) / t)."""
-    sp_, sq_ = jnp.sqrt(p), jnp.sqrt(q)
-    d = (q - p) / jnp.maximum(sp_ + sq_, jnp.finfo(p.dtype).tiny)
-    y = -2 * jnp.sum(sp_ * d, axis=ax, keepdims=True)  # (M - S_p) / t, t = -1/2
-    sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)
-    x = -0.5 * y / sp
-    out = jnp.where((sp > 0) & (x >= -15 / 16), -2 * jnp.log1p(x), jnp.nan)
-    return jnp.squeeze(out, ax), (sp, y)
+    rp, rq = jnp.sqrt(p), jnp.sqrt(q)
+    d = (q - p) / jnp.maximum(rp + rq, jnp.finfo(p.dtype).tiny)
+    return _renyi_special(p, -2 * jnp.sum(rp * d, axis=ax, keepdims=True), -0.5, ax)
 
 
 _TIERS = {k: (_renyi_far, _renyi_full) for k in ("renyi", "renyi_inside", "renyi2", "renyi_half")}
@@ -1237,9 +1238,9 @@ def _fast_jeffreys_term(p, q):
     :func:`guarded_sum` redoes the row with it): no second logarithm and quotient for the
     ratios past the float range (as :func:`jaxdiv._numerics.fast_kl_term`)."""
     a = jnp.abs(p - q)
-    big = jnp.finfo(a.dtype).max
-    lo = jnp.maximum(jnp.minimum(p, q), big - big * jnp.ceil(jnp.maximum(p, q)))
-    return a * jnp.log1p(a / lo)  # lo lifted to the largest float where p = q = 0: then 0
+    # the largest float where p = q = 0: then 0
+    lo = lifted(jnp.minimum(p, q), jnp.maximum(p, q), jnp.finfo(a.dtype).max)
+    return a * jnp.log1p(a / lo)
 
 
 @jax.custom_jvp
