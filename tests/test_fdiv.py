@@ -767,3 +767,34 @@ def test_forward_mode_zero_on_general_path_rows_at_infinity():
     assert v[1] == INF and t[1] == 0
     np.testing.assert_allclose(t[0], 1 / (1 - 0.3), rtol=1e-12)  # at p_i > 0 = q_i, alpha < 1
     assert np.all(np.isfinite(jax.jacfwd(lambda p: jnp.sum(f(p)))(p)))
+
+
+@pytest.mark.parametrize("alpha", [2.0, 0.3, -1.0])
+def test_logit_twins_in_fused_reductions_match_float64(alpha):
+    # At sizes where XLA CPU sums through YNNPACK (jaxlib 0.10.2 computed expm1(c r) there as
+    # expm1(r), c a constant: Renyi at a static 2 came out twice its value), rows nearly equal
+    # (the fast loops), apart (the direct form) and far apart, values and gradients against
+    # float64 numpy: M = sum exp(a log p + (1 - a) log q) and the closed-form derivatives.
+    r = np.random.default_rng(21)
+    lp = 3 * r.normal(size=(48, 512))
+    lq = lp + np.repeat([0.01, 0.3, 3.0], 16)[:, None] * r.normal(size=(48, 512))
+    x, y = np.float32(lp), np.float32(lq)
+    la, lb = (v - sp.logsumexp(v, -1, keepdims=True) for v in (np.float64(x), np.float64(y)))
+    w = np.exp(alpha * la + (1 - alpha) * lb)
+    m = w.sum(-1, keepdims=True)
+    p, q = np.exp(la), np.exp(lb)
+    wants = {alpha_divergence_with_logits: ((1 - m[:, 0]) / (alpha * (1 - alpha)),
+                                            (p * m - w) / (1 - alpha), (q * m - w) / alpha),
+             renyi_divergence_with_logits: (np.log(m[:, 0]) / (alpha - 1),
+                                            alpha * (w / m - p) / (alpha - 1), q - w / m)}
+    for fn, (value, gx, gy) in wants.items():
+        got, grads = jax.jit(jax.vmap(jax.value_and_grad(
+            lambda x, y, fn=fn: fn(x, y, alpha), (0, 1))))(x, y)
+        # the nearly equal rows' value cancels in 1 - M: compared through their gradients only
+        np.testing.assert_allclose(got[16:], value[16:], rtol=2e-5, err_msg=fn.__name__)
+        # relative to each row's largest: the nearly equal rows' float32 log-ratios (0.01 +-
+        # 6e-7) carry 1e-4 of their own
+        tol = np.repeat([2e-3, 3e-5, 3e-5], 16)[:, None]
+        for g, want in zip(grads, (gx, gy), strict=True):
+            scale = np.abs(want).max(-1, keepdims=True)
+            assert np.all(np.abs(g - want) <= tol * scale), fn.__name__
