@@ -497,6 +497,20 @@ def _renyi2_fast(p, q, alpha, ax, parts=None, inside=False):
                           1.0, ax)
 
 
+def _renyi2_grads(p, q, alpha, aux, parts=None):
+    """:func:`_renyi_grads` at alpha = 2 (probabilities): 2 (p / q) / M - 1 / S_p and
+    -(p / q)^2 / M, two quotients per entry against the general form's log, expm1 and exp
+    (M = S_p + y >= S_p^2 / S_q: no cancellation); the same conventions where one side is 0
+    (-1 / S_p in p where q = 0 < p, 0 where p = 0, 0 in q where q = 0), finite everywhere."""
+    sp, y = aux
+    m = sp + y
+    pos = q > 0
+    rho = jnp.where(pos, p / jnp.where(pos, q, 1), 0)
+    w = rho / m  # <= 1 / p (M >= p rho): (rho / M) rho, not rho^2 / M, which overflowed at
+    # p = 1/2, q = 1e-20 in float32 (rho^2 = 2.5e39) where the derivative is -1e20
+    return jnp.where(p > 0, 2 * w - 1 / sp, 0), jnp.where(pos, -w * rho, 0)
+
+
 def _renyi_special(p, y, t, ax):
     """The value log1p(t y / S_p) / t and aux (S_p, y) of the special orders' fast terms from
     y = (M - S_p) / t; NaN (the general path) where M << S_p (t y / S_p < -15/16: the log1p has
@@ -623,7 +637,7 @@ _KINDS = {"alpha": (_alpha_fast, _alpha_grads, _alpha_general),
           "alpha_inside": (functools.partial(_alpha_fast, inside=True), _alpha_grads,
                            _alpha_general),
           "renyi": (_renyi_fast, _renyi_grads, _renyi_general),
-          "renyi2": (_renyi2_fast, _renyi_grads, _renyi_general),
+          "renyi2": (_renyi2_fast, _renyi2_grads, _renyi_general),
           "renyi_half": (_renyi_half_fast, _renyi_grads, _renyi_general),
           "renyi_inside": (functools.partial(_renyi_fast, inside=True), _renyi_grads,
                            _renyi_general)}
