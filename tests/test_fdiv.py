@@ -798,3 +798,38 @@ def test_logit_twins_in_fused_reductions_match_float64(alpha):
         for g, want in zip(grads, (gx, gy), strict=True):
             scale = np.abs(want).max(-1, keepdims=True)
             assert np.all(np.abs(g - want) <= tol * scale), fn.__name__
+
+
+def test_direct_form_hessians_at_zeros_and_accuracy_at_large_orders():
+    # Rows far apart take the direct form, log p clamped at a stand-in: its second derivatives
+    # at a zero or masked entry (log 0 times a zero derivative was NaN) against float64
+    # autodiff of the plain formula over the kept entries; and orders far from [0, 1] (each
+    # term rounds eps |alpha log p| there) against 40-digit mpmath in float32.
+    q = jnp.array([0.05, 0.15, 0.8])
+    keep = jnp.array([True, True, False])
+
+    def plain(p, a):
+        m = jnp.sum(p[:2] ** a * q[:2] ** (1 - a))
+        return jnp.log(m / jnp.sum(p[:2])) / (a - 1)
+
+    p = jnp.array([0.7, 0.2, 0.1])
+    for a in (0.3, 2.5):
+        h = jax.hessian(lambda p, a=a: renyi_divergence(p, q, a, where=keep))(p)
+        want = jax.hessian(plain)(p, a)
+        np.testing.assert_allclose(h, want, rtol=1e-9, atol=1e-12)
+    qz, pz = jnp.array([0.05, 0.0, 0.95]), jnp.array([0.7, 0.3, 0.0])
+    h = jax.hessian(lambda p: alpha_divergence(p, qz, 0.3))(pz)
+    assert np.all(np.isfinite(h))
+    np.testing.assert_allclose(h[0, 0], 0.05 ** 0.7 * 0.7 ** -1.7, rtol=1e-9)  # p^(a-2) q^(1-a)
+
+    r = np.random.default_rng(1)
+    lp = 3 * r.normal(size=256)
+    lq = lp + 0.01 * r.normal(size=256)
+    p32, q32 = (np.float32(np.exp(v) / np.exp(v).sum()) for v in (lp, lq))
+    for a in (100.0, -20.0):
+        with mpmath.workdps(40):
+            m = mpmath.fsum(mpmath.mpf(float(u)) ** a * mpmath.mpf(float(v)) ** (1 - a)
+                            for u, v in zip(p32, q32, strict=True))
+            want = float(mpmath.log(m / mpmath.fsum(map(mpmath.mpf, map(float, p32))))
+                         / (a - 1))
+        np.testing.assert_allclose(renyi_divergence(p32, q32, a), want, rtol=2e-6)
