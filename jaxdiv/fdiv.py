@@ -505,7 +505,7 @@ def _renyi2_grads(p, q, alpha, aux, parts=None):
     sp, y = aux
     m = sp + y
     pos = q > 0
-    rho = jnp.where(pos, p / jnp.where(pos, q, 1), 0)
+    rho = jnp.where(pos, ratio(p, safe(pos, q)), 0)  # ratio: no q^2 in its derivatives
     w = rho / m  # <= 1 / p (M >= p rho): (rho / M) rho, not rho^2 / M, which overflowed at
     # p = 1/2, q = 1e-20 in float32 (rho^2 = 2.5e39) where the derivative is -1e20
     return jnp.where(p > 0, 2 * w - 1 / sp, 0), jnp.where(pos, -w * rho, 0)
@@ -572,7 +572,7 @@ def _clamped_log(x, lo):
 def _clamped_log_jvp(primals, tangents):
     (x, lo), (dx, _) = primals, tangents
     pos = x > 0
-    return _clamped_log(x, lo), jnp.where(pos, dx / jnp.where(pos, x, 1), 0)
+    return _clamped_log(x, lo), jnp.where(pos, dx / safe(pos, x), 0)
 
 
 def _log_space(x, y, alpha, ax, logits):
@@ -599,17 +599,24 @@ def _direct_ok(alpha, lo):
     return (alpha >= -3) & (alpha <= 4) & (small * -lo >= 4096)
 
 
+def _direct_sum(x, y, alpha, ax, logits):
+    """M = sum p^alpha q^(1 - alpha) in log space (one sum: a second split the loop, 3x),
+    (S_p, S_q) as :func:`_log_space`'s, and whether the order takes the direct form."""
+    _, _, s, sums = _log_space(x, y, alpha, ax, logits)
+    m = jnp.sum(jnp.exp(s), axis=ax, keepdims=True)
+    return m, sums, _direct_ok(alpha, _stand_in(x.dtype))
+
+
 def _alpha_direct(x, y, alpha, ax, logits):
     """The alpha-divergence (alpha S_p + (1 - alpha) S_q - M) / (alpha (1 - alpha)) where the
     subtraction loses at most 3 bits (the terms' absolute values sum to at most 8 times the
     difference: M / S outside (7/9, 9/7) for normalised inputs); NaN elsewhere (nearly equal
     inputs, an overflow, an order outside :func:`_direct_ok`, NaN). Also M."""
-    _, _, s, (sp, sq) = _log_space(x, y, alpha, ax, logits)
-    m = jnp.sum(jnp.exp(s), axis=ax, keepdims=True)  # one sum: a second split the loop (3x)
+    m, (sp, sq), order_ok = _direct_sum(x, y, alpha, ax, logits)
     beta = 1 - alpha
     gap = alpha * sp + beta * sq - m
     ok = ((jnp.abs(alpha * sp) + jnp.abs(beta * sq) + m <= 8 * jnp.abs(gap))
-          & _direct_ok(alpha, _stand_in(x.dtype)) & jnp.isfinite(m))
+          & order_ok & jnp.isfinite(m))
     return jnp.squeeze(jnp.where(ok, gap / jnp.where(ok, alpha * beta, 1), jnp.nan), ax), m
 
 
@@ -617,10 +624,9 @@ def _renyi_direct(x, y, alpha, ax, logits):
     """Renyi's log(M / S_p) / (alpha - 1) where |log(M / S_p)| is at least 1/4 (its rounding
     then at most 4 times the logarithm's); NaN elsewhere (nearly equal inputs, an overflow or
     underflow, no mass, an order outside :func:`_direct_ok`). Also M."""
-    _, _, s, (sp, _) = _log_space(x, y, alpha, ax, logits)
-    m = jnp.sum(jnp.exp(s), axis=ax, keepdims=True)
+    m, (sp, _), order_ok = _direct_sum(x, y, alpha, ax, logits)
     lr = jnp.log(m / sp)
-    ok = (jnp.abs(lr) >= 0.25) & jnp.isfinite(lr) & _direct_ok(alpha, _stand_in(x.dtype))
+    ok = (jnp.abs(lr) >= 0.25) & jnp.isfinite(lr) & order_ok
     return jnp.squeeze(jnp.where(ok, lr / jnp.where(ok, alpha - 1, 1), jnp.nan), ax), m
 
 
@@ -752,8 +758,8 @@ def _fast_or_general_jvp(ax, kind, logits, fixed, primals, tangents):
     # chosen coefficients: with the cond on the tangents, its linearisation carried p and q out
     # of it as copies and its transpose wrote zeros for both (alpha(0.3)'s gradient at
     # (4096, 1024): 25 ms, 7.6 of them the cond). The one in alpha from the general path.
-    # The value, and Renyi's aux, from the direct form where it has them (:data:`_DIRECT`):
-    # then the fast loops' value is not computed at all.
+    # The value and M from the direct form where it has them (:data:`_DIRECT`); its
+    # derivatives only when every row is direct (then the fast loops are not run at all).
     fast, grads, general_path = _KINDS[kind]
 
     def general(x, y, alpha, done=None):
