@@ -889,13 +889,20 @@ def _inside(alpha, body, inside):
     return inside if _static_real(alpha) and 1e-6 < float(alpha) < 1 - 1e-6 else body
 
 
+def _staged(v):
+    """Whether ``v`` is traced for a compiled computation (jit, vmap, scan): not a concrete
+    value, as under eager ``jax.grad`` (its tracers carry one)."""
+    concrete = getattr(v, "to_concrete_value", None)
+    return isinstance(v, jax.core.Tracer) and (concrete is None or concrete() is None)
+
+
 def _fast_or_general_jit(kind, p, q, where, ax, alpha, logits):
     """:func:`_fast_or_gen`, an order given as a Python number a constant of the computation
-    (see :func:`_cond`) when traced (the caller's jit compiles it once with the rest), an
-    argument when called eagerly (a constant would compile again for each new order: 0.5 s
-    each, eight orders 4.2 s against 5 ms)."""
-    traced = any(isinstance(v, jax.core.Tracer) for v in (p, q, where))
-    if _static_real(alpha) and traced:
+    (see :func:`_cond`) when staged (the caller's jit compiles it once with the rest), an
+    argument when called eagerly, eager ``jax.grad`` and ``jax.hessian`` included (a constant
+    would compile again for each new order: 0.5 s each for a value, 1-2 s for a gradient;
+    eight orders 4.2 s against 5 ms)."""
+    if _static_real(alpha) and any(_staged(v) for v in (p, q, where)):
         return _fast_or_gen(kind, p, q, where, ax, None, logits, float(alpha))
     if _static_real(alpha):
         alpha = jnp.asarray(alpha, p.dtype)

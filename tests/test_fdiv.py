@@ -5,6 +5,8 @@ The alpha/Renyi core is one jitted computation per shape, so sweeps over alpha a
 """
 
 import functools
+import itertools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -352,6 +354,25 @@ def test_where_masks():
                                ref_alpha(p, q, 0.3), rtol=1e-10)
 
 
+def test_eager_derivatives_compile_once_for_all_orders(caplog):
+    # Eager jax.grad / jax.hessian with a Python order take it as an argument, as eager calls
+    # do: new orders of the same kind reuse the compiled program (each compiled again before,
+    # 1-2 s). Values against the order as a constant of a jitted gradient.
+    p, q = jnp.array([0.2, 0.3, 0.5]), jnp.array([0.3, 0.3, 0.4])
+    for fn in (alpha_divergence, renyi_divergence):
+        grad, hess = jax.grad(fn, (0, 1)), jax.hessian(fn)
+        grad(p, q, 1.7), hess(p, q, 1.7)
+        want = {a: jax.jit(grad, static_argnums=2)(p, q, a) for a in (2.5, 3.0)}
+        caplog.clear()
+        with jax.log_compiles(), caplog.at_level(logging.WARNING):
+            got = {a: (grad(p, q, a), hess(p, q, a)) for a in (2.5, 3.0)}
+        assert not [r for r in caplog.records if "Compiling" in r.getMessage()], fn.__name__
+        for a, (g, h) in got.items():
+            for u, v in zip(g, want[a], strict=True):
+                np.testing.assert_allclose(u, v, rtol=1e-12)
+            assert np.all(np.isfinite(h))
+
+
 def test_jit_and_vmap_with_traced_alpha():
     p, q = _pairs(13)
     al = jnp.asarray([-0.5, 0.0, 0.5, 1.0, 2.0])
@@ -481,12 +502,13 @@ def test_renyi_second_derivatives_where_entries_are_equal():
     def plain(p, q, a):
         return jnp.log(jnp.sum(p**a * q ** (1 - a)) / jnp.sum(p)) / (a - 1)
 
+    both = (0, 1)  # the four blocks, the mixed ones included
     for a in (2.0, 1.7, 0.3):
-        for k in (0, 1):
-            ref = jax.hessian(plain, argnums=k)(p, q, a)
-            for h in (jax.hessian(renyi_divergence, argnums=k)(p, q, a),
-                      jax.jacrev(jax.jacrev(renyi_divergence, k), k)(p, q, a)):
-                np.testing.assert_allclose(h, ref, rtol=1e-9, atol=1e-12)
+        ref = jax.hessian(plain, argnums=both)(p, q, a)
+        for h in (jax.hessian(renyi_divergence, argnums=both)(p, q, a),
+                  jax.jacrev(jax.jacrev(renyi_divergence, both), both)(p, q, a)):
+            for i, j in itertools.product(both, both):
+                np.testing.assert_allclose(h[i][j], ref[i][j], rtol=1e-9, atol=1e-12)
     lp, lq = jnp.log(p), jnp.log(q)
     h = jax.hessian(renyi_divergence_with_logits, argnums=1)(lp, lq, 2.0)
     ref = jax.hessian(lambda lq: plain(p, jax.nn.softmax(lq), 2.0))(lq)
