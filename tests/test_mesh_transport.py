@@ -49,8 +49,10 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_sharded_samples_give_unsharded_values_and_gradients():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
+    # optimisation level 0 (as tests/test_mesh.py): a fraction of the compile time, and the
+    # sharded and unsharded programs compared are compiled alike
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count"
+               "=8 --xla_backend_optimization_level=0")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
