@@ -581,6 +581,9 @@ def _log_space(x, y, alpha, ax, logits):
     sum q), 1 from logits (the log-softmaxes)."""
     lo = _stand_in(x.dtype)
     if logits:
+        # the plain log-softmax, not discrete._log_softmax: its tail's log1p (log p exact for
+        # peaked rows) is not needed on rows this far apart, and cost 25-35% here (alpha(0.3)
+        # from independent logits at (4096, 1024) float32: 4.7 -> 6.2 ms, gradient 18 -> 24)
         la, lb = (jnp.maximum(jax.nn.log_softmax(v, ax), lo) for v in (x, y))
         sums = (1.0, 1.0)
     else:
@@ -902,9 +905,9 @@ def _fast_or_general_jit(kind, p, q, where, ax, alpha, logits):
     argument when called eagerly, eager ``jax.grad`` and ``jax.hessian`` included (a constant
     would compile again for each new order: 0.5 s each for a value, 1-2 s for a gradient;
     eight orders 4.2 s against 5 ms)."""
-    if _static_real(alpha) and any(_staged(v) for v in (p, q, where)):
-        return _fast_or_gen(kind, p, q, where, ax, None, logits, float(alpha))
     if _static_real(alpha):
+        if any(_staged(v) for v in (p, q, where)):
+            return _fast_or_gen(kind, p, q, where, ax, None, logits, float(alpha))
         alpha = jnp.asarray(alpha, p.dtype)
     return _fast_or_gen(kind, p, q, where, ax, alpha, logits, None)
 
