@@ -433,7 +433,7 @@ def _grad_parts(p, q, alpha, parts=None):
     """The supports (both, p only, q only) and r = log(p / q) on both (0 elsewhere), from p and
     q, or from the logits' ``parts`` (p or q may underflow to 0 on the supports); and
     ``power(c)`` = p^alpha q^(1 - alpha) e^{-c} on both, from the log of the larger of p and q
-    (the other may have underflowed)."""
+    (the other may have underflowed); ``power(c, log=True)`` its logarithm."""
     if parts is None:
         P, Q = _pos(p), _pos(q)
         both = P & Q
@@ -445,11 +445,53 @@ def _grad_parts(p, q, alpha, parts=None):
         both = P & Q
     up = p >= q
 
-    def power(c):
+    def power(c, log=False):
         big = jnp.log(jnp.where(both, jnp.where(up, p, q), 1))
-        return jnp.exp(big + jnp.where(up, alpha - 1, alpha) * r - c)
+        e = big + jnp.where(up, alpha - 1, alpha) * r - c
+        return e if log else jnp.exp(e)
 
     return both, P & ~Q, Q & ~P, r, power
+
+
+def _renyi_far_aux(p, q, alpha, ax, parts=None):
+    """The row sums :func:`_renyi_far_grads` reads: (S_p (1 from logits), log M by a
+    log-sum-exp over both supports (0 where nothing is on both), the largest r = log(p / q) on
+    both and how many entries reach it); alpha = inf read as 2 for M."""
+    both, _, _, r, power = _grad_parts(p, q, jnp.where(alpha == jnp.inf, 2, alpha), parts)
+    log_m = jax.nn.logsumexp(power(0, log=True), axis=ax, where=both, keepdims=True)
+    rm = jnp.where(both, r, -jnp.inf)
+    top = jnp.max(rm, axis=ax, keepdims=True)
+    ties = jnp.sum((both & (rm >= top)).astype(p.dtype), axis=ax, keepdims=True)
+    sp = jnp.sum(p, axis=ax, keepdims=True) if parts is None else jnp.ones_like(top)
+    return sp, jnp.where(jnp.isfinite(log_m), log_m, 0), top, jnp.maximum(ties, 1)
+
+
+def _renyi_far_grads(p, q, alpha, aux, parts=None):
+    """Renyi's derivatives for the rows the fast loops leave to the general path (M / S_p
+    below 1/16, an overflow, order inf) in closed form from the row sums of
+    :func:`_renyi_far_aux`, not autodiff of that path, which was most of a gradient program's
+    compile time (Renyi(1.7)'s gradient 2.1 -> 1.4 s, its Hessian 3.6 -> 1.4 s). With
+    t = alpha - 1: d/dp_i = (alpha e^{t r_i - log M} - 1 / S_p) / t,
+    d/dq_i = -e^{alpha r_i - log M} where both are > 0; -1 / (t S_p) at p_i > 0 = q_i; 0
+    elsewhere (:func:`_renyi_grads`' conventions). At order inf, R = max r over both:
+    1 / p_i and -1 / q_i at the maximum, ties sharing it (as jnp.max's derivative). With the
+    logits' ``parts``: (p_i d/dp_i, q_i d/dq_i), as :func:`_renyi_grads`."""
+    sp, log_m, top, ties = aux
+    at_inf = alpha == jnp.inf
+    alpha = jnp.where(at_inf, 2, alpha)
+    both, p_only, _, r, power = _grad_parts(p, q, alpha, parts)
+    t = _nonzero(alpha - 1)
+    at_top = jnp.where(both & (r >= top), 1 / ties, 0)
+    if parts is None:
+        sp = safe(sp > 0, sp)
+        gp = jnp.where(both, (alpha * jnp.exp(t * r - log_m) - 1 / sp) / t,
+                       jnp.where(p_only, -1 / (t * sp), 0))
+        gq = jnp.where(both, -jnp.exp(alpha * r - log_m), 0)
+        return (jnp.where(at_inf, at_top / safe(both, p), gp),
+                jnp.where(at_inf, -at_top / safe(both, q), gq))
+    wm = jnp.where(both, power(log_m), 0)
+    gp = jnp.where(both, (alpha * wm - p) / t, jnp.where(p_only, -p / t, 0))
+    return jnp.where(at_inf, at_top, gp), jnp.where(at_inf, -at_top, -wm)
 
 
 def _renyi_fast(p, q, alpha, ax, parts=None, inside=False):
@@ -659,7 +701,7 @@ def _direct_grads(x, y, alpha, m, ax, logits, renyi):
     return jnp.where(P, gp, 0), jnp.where(Q, gq, 0)
 
 
-_TIERS = {k: (_renyi_far, _renyi_full) for k in ("renyi", "renyi_inside", "renyi2", "renyi_half")}
+_RENYI = ("renyi", "renyi_inside", "renyi2", "renyi_half")
 # the direct (log-space) form, where it is as accurate, before the fast loops
 _DIRECT = {"alpha": (_alpha_direct, False), "alpha_inside": (_alpha_direct, False),
            "renyi": (_renyi_direct, True), "renyi_inside": (_renyi_direct, True)}
@@ -756,8 +798,9 @@ def _fast_then_general(x, y, alpha, done, ax, kind, logits, fixed):
 def _fast_or_general_jvp(ax, kind, logits, fixed, primals, tangents):
     # Closed-form derivatives in p and q (elementwise: no autodiff of the loops), through the
     # softmaxes for logits: d/dl_j = p_j (g_j - sum_i p_i g_i) (g's constants per row, as the
-    # positive-measure form's, cancel); for the rows left to the general path, its gradient,
-    # chosen with the value inside one cond on the primals. The tangents then meet only the
+    # positive-measure form's, cancel); for the rows left to the general path, the same closed
+    # forms (alpha) or Renyi's from log M (:func:`_renyi_far_grads`), never autodiff of that
+    # path, chosen with the value inside one cond on the primals. The tangents then meet only the
     # chosen coefficients: with the cond on the tangents, its linearisation carried p and q out
     # of it as copies and its transpose wrote zeros for both (alpha(0.3)'s gradient at
     # (4096, 1024): 25 ms, 7.6 of them the cond). The one in alpha from the general path.
@@ -775,7 +818,7 @@ def _fast_or_general_jvp(ax, kind, logits, fixed, primals, tangents):
     # Each coefficient from its own barriered copy (as per_tangent): merged with the value's
     # loops by CSE, XLA CPU wrote shared constants out in full and split the loops (grad of
     # alpha(1/2): 35 -> 29 ms); shared by the two coefficients, it wrote log p and log q out.
-    def coefficient(k, x, y, alpha, keep, aux):
+    def coefficient(k, x, y, alpha, keep, aux, grads=grads):
         x_, y_, ab, keep_, aux_ = jax.lax.optimization_barrier(
             (x, y, alpha, keep, aux) + (x,) * (k + 1))[:5]
         p_, q_, parts_ = _inputs(x_, y_, ax, logits)
@@ -784,10 +827,6 @@ def _fast_or_general_jvp(ax, kind, logits, fixed, primals, tangents):
             wg = jnp.where(jnp.isfinite(g), g, 0)
             g = wg - (p_, q_)[k] * jnp.sum(wg, axis=ax, keepdims=True)
         return jnp.where(keep_, g, 0)
-
-    def value_and_grads(path, x, y, alpha):
-        vg, pullback = jax.vjp(lambda x, y: path(x, y, None, ax, alpha, logits), x, y)
-        return vg, pullback(jnp.ones_like(vg))  # independent rows: per-entry derivatives
 
     def fast_rows(x, y, alpha):
         p, q, parts = _inputs(x, y, ax, logits)
@@ -799,24 +838,18 @@ def _fast_or_general_jvp(ax, kind, logits, fixed, primals, tangents):
             return v, [coefficient(k, x, y, alpha, keep, aux) for k in live]
 
         def some_general(x, y, alpha):
-            if kind in _TIERS:  # Renyi: the far rows' log-space sum, the whole path if needed
-                far, full = _TIERS[kind]
-                vf, gf = value_and_grads(far, x, y, alpha)
-                fok = ~jnp.isnan(vf)
-                vu, gu = _cond(
-                    all_of(ok | fok),
-                    lambda x, y, a: (jnp.zeros_like(vf), (jnp.zeros_like(x), jnp.zeros_like(y))),
-                    functools.partial(value_and_grads, full), x, y, alpha, fixed)
-                fx = jnp.expand_dims(fok, ax)
-                vg = jnp.where(fok, vf, vu)
-                gs = [jnp.where(fx, a, b) for a, b in zip(gf, gu, strict=True)]
-            else:
-                vg, gs = value_and_grads(general_path, x, y, alpha)
-            fin = jnp.expand_dims(jnp.isfinite(vg), ax)  # +-inf: a zero derivative (not inf * 0)
-            gs = [jnp.where(fin, g, 0) for g in gs]
+            # The general path's value; its rows' derivatives in closed form, as the loops'
+            # (alpha's need no row sums: the same formulas; Renyi's from log M), zero at +-inf
+            value = jnp.where(ok, v, general(x, y, alpha, ok))
+            fin = jnp.isfinite(jnp.expand_dims(value, ax))
+            if kind not in _RENYI:
+                return value, [coefficient(k, x, y, alpha, fin, aux) for k in live]
             okx = jnp.expand_dims(ok, ax)
-            return jnp.where(ok, v, vg), [jnp.where(okx, coefficient(k, x, y, alpha, keep, aux),
-                                                    gs[k]) for k in live]
+            p, q, parts = _inputs(x, y, ax, logits)
+            far = _renyi_far_aux(p, q, alpha, ax, parts)
+            return value, [jnp.where(okx, coefficient(k, x, y, alpha, keep, aux),
+                                     coefficient(k, x, y, alpha, fin, far, _renyi_far_grads))
+                           for k in live]
 
         value, coefs = _cond(all_of(ok), all_fast, some_general, x, y, alpha, fixed)
         return value, coefs, keep, ok

@@ -753,6 +753,48 @@ def test_derivatives_in_batches_that_mix_the_fast_loops_and_the_general_path():
                                    rtol=1e-7, atol=1e-9)
 
 
+def test_renyi_derivatives_on_general_path_rows_in_closed_form():
+    # The rows the fast loops leave to the general path (order inf; M << sum p, here with an
+    # entry where q = 0 < p) take closed-form derivatives from log M, not autodiff of that
+    # path. References: float64 autodiff of the plain formulas (jnp.max shares a tie's
+    # derivative: two entries at the largest ratio).
+    p, q = np.array([0.4, 0.4, 0.2, 0.0]), np.array([0.2, 0.2, 0.3, 0.3])
+    lp, lq = np.log([0.4, 0.4, 0.2, 1e-3]), np.log([0.2, 0.2, 0.3, 0.3])
+
+    def r_inf(p, q):
+        return jnp.log(jnp.max(jnp.where(q > 0, p / jnp.where(q > 0, q, 1), 0)))
+
+    def r_inf_logits(a, b):
+        return jnp.max(jax.nn.log_softmax(a) - jax.nn.log_softmax(b))
+
+    for f, ref, args in ((renyi_divergence, r_inf, (p, q)),
+                         (renyi_divergence_with_logits, r_inf_logits, (lp, lq))):
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+            x, y = (jnp.asarray(v, dtype) for v in args)
+            want = jax.grad(ref, (0, 1))(*args)
+            for g, w in zip(jax.grad(f, (0, 1))(x, y, INF), want, strict=True):
+                np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+    p = np.array([[0.997999, 1e-6, 1e-3, 1e-3], [0.3, 0.3, 0.2, 0.2]])  # row 0: M / sum p < 0.02
+    q = np.array([[0.0, 0.998, 1e-3, 1e-3], [0.2, 0.3, 0.3, 0.2]])
+
+    def plain(p, q, a):
+        both = (p > 0) & (q > 0)
+        pw = jnp.where(both, jnp.where(both, p, 1) ** a * jnp.where(both, q, 1) ** (1 - a), 0)
+        return jnp.log(jnp.sum(pw, -1) / jnp.sum(p, -1)) / (a - 1)
+
+    w = np.array([0.7, -1.3])
+    for a in (0.3, jnp.asarray(0.5)):
+        assert renyi_divergence(p, q, a)[0] > 3  # far: the general path's row
+        f = jax.jit(lambda p, q, a=a: jnp.sum(w * renyi_divergence(p, q, a)))
+        ref = jax.grad(lambda p, q, a=a: jnp.sum(w * plain(p, q, a)), (0, 1))(p, q)
+        for g, e in zip(jax.grad(f, (0, 1))(p, q), ref, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    h = jax.hessian(lambda q: jnp.sum(w * renyi_divergence(p, q, 0.5)))(q)
+    np.testing.assert_allclose(h, jax.hessian(lambda q: jnp.sum(w * plain(p, q, 0.5)))(q),
+                               rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("alpha", [2.0, 0.5])
 def test_renyi_at_two_and_one_half_agree_with_the_general_loops(alpha):
     # A Python alpha of 2 or 1/2 sums M - sum p term by term (p (p - q) / q, sqrt p (q - p) /
