@@ -845,8 +845,7 @@ def _fast_or_general_jvp(ax, kind, logits, fixed, primals, tangents):
             if kind not in _RENYI:
                 return value, [coefficient(k, x, y, alpha, fin, aux) for k in live]
             okx = jnp.expand_dims(ok, ax)
-            p, q, parts = _inputs(x, y, ax, logits)
-            far = _renyi_far_aux(p, q, alpha, ax, parts)
+            far = _renyi_far_aux(p, q, alpha, ax, parts)  # fast_rows' p, q: not formed again
             return value, [jnp.where(okx, coefficient(k, x, y, alpha, keep, aux),
                                      coefficient(k, x, y, alpha, fin, far, _renyi_far_grads))
                            for k in live]
