@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
 # Compiling is most of the suite's time. XLA's CPU backend at optimisation level 0 (LLVM leaves
-# the emitted loops unoptimised) compiles faster: the whole suite 1147 -> 881 s on two workers.
+# the emitted loops unoptimised) compiles faster: the suite 1147 -> 881-930 s on two workers.
 # The HLO programs, their fusions and the library kernels they call are those users run (the
 # YNNPACK defect pinned by test_logit_twins_in_fused_reductions_match_float64 reproduces at
 # this level), but the loops may round differently in the last bits (fused multiply-adds, the
