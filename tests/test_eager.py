@@ -48,6 +48,10 @@ X, Y = _cloud(2, 23, 3), _cloud(3, 19, 3) + 0.5
 KEY = jax.random.key(5)
 H, W = _cloud(4, 29, 6), _cloud(5, 6, 31)
 T = _cloud(6, 29, 31)
+SPD = [jnp.asarray(np.eye(3) + 0.3 * np.outer(v, v)) for v in np.random.default_rng(7).normal(
+    size=(2, 3))]
+MVN_P = jaxdiv.MultivariateNormal(jnp.zeros(3), SPD[0])
+MVN_Q = jaxdiv.MultivariateNormal(jnp.ones(3), SPD[1])
 
 CASES = {
     "alpha_divergence, general order": lambda: jaxdiv.alpha_divergence(P, Q, 0.3),
@@ -65,6 +69,8 @@ CASES = {
     "sinkhorn": lambda: jaxdiv.sinkhorn(X, Y, epsilon=0.5).reg_cost,
     "sinkhorn, default epsilon and momentum": lambda: jaxdiv.sinkhorn(X, Y, momentum=1.3).reg_cost,
     "sinkhorn_divergence": lambda: jaxdiv.sinkhorn_divergence(X, Y, epsilon=0.5),
+    "gaussian_kl, multivariate": lambda: jaxdiv.gaussian_kl(MVN_P, MVN_Q),
+    "gaussian_w2, multivariate": lambda: jaxdiv.gaussian_w2(MVN_P, MVN_Q),
     "linear_distillation_loss": lambda: losses.linear_distillation_loss(
         H, W, teacher_logits=T, chunk_size=8),
     "linear_distillation_loss gradient": lambda: jax.grad(
