@@ -452,19 +452,27 @@ def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] 
     if isinstance(bandwidth, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{fn}: bandwidth must be a real number or None, got {bandwidth!r}")
     n, m = x.shape[0], y.shape[0]
-    x, y = centred(replicated(x), replicated(y))  # the pairwise sums gather the samples
-    sigma = (_median_bandwidth(jnp.concatenate([x, y])) if bandwidth is None
+    sigma = (None if bandwidth is None
              else C.positive_scalar(fn, "bandwidth", bandwidth, x.dtype))
-
     phi = _gaussian_kernel if kernel == "gaussian" else _laplacian_kernel
+    blocks = tuple(_block_rows(fn, batch_size, a, b) for a, b in ((n, n), (m, m), (n, m)))
+    return _mmd(x, y, sigma, phi=phi, blocks=blocks).astype(dtype)
 
-    def pair_sum(u, v, same):
-        block = _block_rows(fn, batch_size, u.shape[0], v.shape[0])
-        return _pair_sum(phi, u, v, sigma, diagonal=same, exclude_diagonal=same, block=block)
 
-    kxx = pair_sum(x, x, True) / float(n * (n - 1))
-    kyy = pair_sum(y, y, True) / float(m * (m - 1))
-    return (kxx + kyy - 2 * pair_sum(x, y, False) / float(n * m)).astype(dtype)
+# The bodies of mmd and energy_distance are jitted (the kernel and tile sizes static), so that
+# an eager call compiles one program per configuration: op by op, an eager mmd compiled 45
+# programs (0.84 s) at its first call.
+@functools.partial(jax.jit, static_argnames=("phi", "blocks"))
+def _mmd(x, y, sigma, *, phi, blocks):
+    n, m = x.shape[0], y.shape[0]
+    x, y = centred(replicated(x), replicated(y))  # the pairwise sums gather the samples
+    if sigma is None:
+        sigma = _median_bandwidth(jnp.concatenate([x, y]))
+    bxx, byy, bxy = blocks
+    kxx = _pair_sum(phi, x, x, sigma, diagonal=True, exclude_diagonal=True, block=bxx)
+    kyy = _pair_sum(phi, y, y, sigma, diagonal=True, exclude_diagonal=True, block=byy)
+    kxy = _pair_sum(phi, x, y, sigma, diagonal=False, exclude_diagonal=False, block=bxy)
+    return kxx / float(n * (n - 1)) + kyy / float(m * (m - 1)) - 2 * kxy / float(n * m)
 
 
 def _gaussian_kernel(d2, s):
@@ -517,18 +525,25 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, batch_size: int | None = None
     """
     fn = "energy_distance"
     dtype, x, y, _, _ = C.point_clouds(fn, x, y, None, None)
+    n, m = x.shape[0], y.shape[0]
+    blocks = tuple(_block_rows(fn, batch_size, a, b) for a, b in ((n, n), (m, m), (n, m)))
+    return _energy(x, y, blocks=blocks).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames="blocks")
+def _energy(x, y, *, blocks):
     x, y = replicated(x), replicated(y)  # the pairwise sums gather the samples
     inf_x, inf_y = jnp.any(jnp.isinf(x)), jnp.any(jnp.isinf(y))
     nan = jnp.any(jnp.isnan(x)) | jnp.any(jnp.isnan(y))
     x, y = centred(jnp.where(jnp.isinf(x), 0, x), jnp.where(jnp.isinf(y), 0, y))
     zero = jnp.zeros((), x.dtype)
 
-    def mean_dist(u, v, same):
-        block = _block_rows(fn, batch_size, u.shape[0], v.shape[0])
+    def mean_dist(u, v, same, block):
         s = _pair_sum(_distance, u, v, zero, diagonal=same, exclude_diagonal=False,
                       block=block)
         return s / float(u.shape[0] * v.shape[0])
 
-    e = 2 * mean_dist(x, y, False) - mean_dist(x, x, True) - mean_dist(y, y, True)
+    bxx, byy, bxy = blocks
+    e = 2 * mean_dist(x, y, False, bxy) - mean_dist(x, x, True, bxx) - mean_dist(y, y, True, byy)
     e = jnp.where(inf_x | inf_y, jnp.where(inf_x & inf_y, np.nan, np.inf), e)
-    return jnp.where(nan, np.nan, e).astype(dtype)
+    return jnp.where(nan, np.nan, e)
