@@ -628,10 +628,14 @@ def _js_logits_jvp(axis, primals, tangents):
     return 0.5 * jnp.sum(t, axis=axis), djs
 
 
-def _core_args(lp, lq, where, axis):
-    """The two logit arrays broadcast to one shape and masked, and the axis made >= 0."""
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _twin(core, lp, lq, where, axis):
+    """``core(lp, lq, axis)`` on the two logit arrays broadcast to one shape and masked, the
+    axis made >= 0. Jitted (``core`` and ``axis`` static) so that an eager call compiles one
+    program: op by op, an eager ``kl_divergence_with_logits`` compiled 24 and took 2.1 ms a call
+    at (3, 7), its gradient 38 and 23 ms. Under a caller's jit it is inlined."""
     lp, lq = jnp.broadcast_arrays(lp, lq)
-    return _masked(lp, where), _masked(lq, where), axis % lp.ndim
+    return core(_masked(lp, where), _masked(lq, where), axis % lp.ndim)
 
 
 def entropy_with_logits(logits: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
@@ -710,7 +714,7 @@ def cross_entropy_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     """
     dtype, lp, lq, where = _logits_pair("cross_entropy_with_logits", logits_p, logits_q, axis,
                                         where, base)
-    ce = _cross_entropy_logits(*_core_args(lp, lq, where, axis))
+    ce = _twin(_cross_entropy_logits, lp, lq, where, axis)
     return finish(ce, dtype, base)
 
 
@@ -754,7 +758,7 @@ def kl_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     """
     dtype, lp, lq, where = _logits_pair("kl_divergence_with_logits", logits_p, logits_q, axis,
                                         where, base)
-    kl = _kl_logits(*_core_args(lp, lq, where, axis))
+    kl = _twin(_kl_logits, lp, lq, where, axis)
     return finish(kl, dtype, base)
 
 
@@ -793,5 +797,5 @@ def js_divergence_with_logits(logits_p: ArrayLike, logits_q: ArrayLike, *, axis:
     """
     dtype, lp, lq, where = _logits_pair("js_divergence_with_logits", logits_p, logits_q, axis,
                                         where, base)
-    js = _js_logits(*_core_args(lp, lq, where, axis))
+    js = _twin(_js_logits, lp, lq, where, axis)
     return finish(js, dtype, base)
