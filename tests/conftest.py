@@ -23,14 +23,15 @@ if "JAX_DISABLE_MOST_OPTIMIZATIONS" not in os.environ:  # else jax has read the 
     jax.config.update("jax_disable_most_optimizations", True)
 
 
-# Programs that spend their time running long loops (Sinkhorn's solver on many small problems)
-# can be compiled at the default level, jax.jit(f, compiler_options=LOOPS_OPTIMISED): at level 0
+# XLA's default CPU level for one program: jax.jit(f, compiler_options=DEFAULT_LEVEL). Used by
+# test_dtypes (its bounds are measured on the machine code users get) and for programs that
+# spend their time running long loops (Sinkhorn's solver on many small problems): at level 0
 # those loops run several times slower (a vmapped Sinkhorn divergence of 17 points: 58 ms
 # against 9.7). Measured in CPU seconds (two workers keep both cores busy), alternating runs:
 # test_properties' four Sinkhorn properties 147-164 -> 116 s. Whole modules did not gain:
 # test_transport at the default level 105-124 s against 91-96; experiments, estimators,
 # distillation, fitting, policy, mode seeking and mesh transport all cost more CPU there.
-LOOPS_OPTIMISED = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
+DEFAULT_LEVEL = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
 
 
 def JIT(f):

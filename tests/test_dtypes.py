@@ -42,6 +42,7 @@ import jaxdiv as D  # noqa: E402
 from jaxdiv import estimators as est  # noqa: E402
 from jaxdiv import losses as L  # noqa: E402
 from jaxdiv.distributions import Mixture, MultivariateNormal, Normal  # noqa: E402
+from tests.conftest import DEFAULT_LEVEL  # noqa: E402
 
 DTYPES = {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32,
           "float64": jnp.float64}
@@ -55,7 +56,6 @@ BOUND = {"float16": 1.0, "bfloat16": 1.0, "float32": 16.0, "float64": 0.0}
 # optimisation level, not the tests' level 0 (tests/conftest.py), whose unoptimised loops round
 # differently (mmd in float32: 22.6 eps at level 0, within 16 at the default). The two cases
 # that cannot be jitted (sweep, checked) run at level 0 and pass within the same bounds.
-USERS_LEVEL = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
 MC_BOUND = 0.2  # relative: two independent 2048-draw estimates (measured at most 0.15)
 KEY = jax.random.key(0)
 N = 2048  # Monte Carlo draws
@@ -310,7 +310,7 @@ def program(name: str, dtype_name: str):
     if not case.jit:
         return None, case.fn
     traced = jax.jit(case.fn).trace(*_inputs(name, DTYPES[dtype_name]))
-    return traced.jaxpr, traced.lower().compile(compiler_options=USERS_LEVEL)
+    return traced.jaxpr, traced.lower().compile(compiler_options=DEFAULT_LEVEL)
 
 
 def _leaves(out) -> list[np.ndarray]:

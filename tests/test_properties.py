@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jaxdiv as J
-from tests.conftest import LOOPS_OPTIMISED as OPTIMISED
+from tests.conftest import DEFAULT_LEVEL
 
 SIZES = [2, 3, 7, 64]
 LOG2 = math.log(2.0)
@@ -235,9 +235,9 @@ def test_jit_vmap_and_eager_agree(pq):
 SHAPES = [(2, 3, 1), (5, 5, 2), (17, 9, 3)]  # (n, m, d)
 KEY = jax.random.key(7)
 SINK = dict(threshold=1e-8, max_iterations=20_000)
-SDIV = jax.jit(functools.partial(J.sinkhorn_divergence, **SINK), compiler_options=OPTIMISED)
+SDIV = jax.jit(functools.partial(J.sinkhorn_divergence, **SINK), compiler_options=DEFAULT_LEVEL)
 SDIV_GRAD = jax.jit(jax.value_and_grad(functools.partial(J.sinkhorn_divergence, **SINK), (0, 1)),
-                    compiler_options=OPTIMISED)
+                    compiler_options=DEFAULT_LEVEL)
 SW = {p: jax.jit(functools.partial(J.sliced_wasserstein, KEY, p=p)) for p in (1, 2)}
 W1D = {p: jax.jit(functools.partial(J.wasserstein_1d, p=p)) for p in (1, 2)}
 MMD = {k: jax.jit(functools.partial(J.mmd, kernel=k)) for k in ("gaussian", "laplacian")}
@@ -381,8 +381,9 @@ def _sdiv_at(x, y, epsilon):
 
 
 SAME = {  # jitted, and vmapped then jitted
-    "sinkhorn_divergence": (jax.jit(_sdiv_at, compiler_options=OPTIMISED),
-                            jax.jit(jax.vmap(_sdiv_at, (0, 0, None)), compiler_options=OPTIMISED)),
+    "sinkhorn_divergence": (jax.jit(_sdiv_at, compiler_options=DEFAULT_LEVEL),
+                            jax.jit(jax.vmap(_sdiv_at, (0, 0, None)),
+                                    compiler_options=DEFAULT_LEVEL)),
     "sliced_w2": (SW[2], jax.jit(jax.vmap(SW[2]))),
     "mmd_gaussian": (MMD["gaussian"], jax.jit(jax.vmap(J.mmd))),
     "energy": (ENERGY, jax.jit(jax.vmap(J.energy_distance))),
