@@ -168,9 +168,8 @@ def _log0(p: jax.Array) -> jax.Array:
     r"""log p, and log(tiny), finite, at p = 0: p raised to :math:`\text{tiny} - |p| \, 2^{e-1}`
     (:func:`_lift_scale`), which is tiny at p = 0 and negative elsewhere, so that p itself is
     kept for p > 0 and a negative p reaches the log (NaN). No compare-and-select (XLA CPU's
-    fused loop runs abs, max and arithmetic at full speed, and a select splits it); not
-    ``p + tiny (1 - ceil p)``: entropy 1.9 -> 1.6 ms at (4096, 1024) float32. Negative or NaN
-    p give NaN, +inf gives +inf."""
+    fused loop runs abs, max and arithmetic at full speed, and a select splits it), as
+    :func:`lifted`. Negative or NaN p give NaN, +inf gives +inf."""
     fi = jnp.finfo(p.dtype)
     return jnp.log(jnp.maximum(p, fi.tiny - jnp.abs(p) * _lift_scale(fi)))
 
@@ -224,11 +223,11 @@ def kl_term(p: jax.Array, q: jax.Array) -> jax.Array:
     .. math:: p \log \frac{p}{q} = p \operatorname{sign}(p - q)
        \operatorname{log1p}\Bigl(\frac{|p - q|}{\min(p, q)}\Bigr).
 
-    Built for one fused pass on XLA CPU (its YNNPACK loops run min, max, arithmetic, ``ceil``,
+    Built for one fused pass on XLA CPU (its YNNPACK loops run min, max, arithmetic,
     ``log`` and ``log1p`` at full speed; a select, ``sign``, ``copysign``, a clamp or bit casts
     each cost about as much as the whole formula): the denominator is lifted to the smallest
-    normal float by :math:`\max(\min(p, q), \text{tiny} (1 - \lceil p \rceil))`, which only
-    acts at :math:`p = 0` (:math:`0 \cdot` finite there); the sign is :math:`(p - q) /
+    normal float by :func:`lifted`, :math:`\max(\min(p, q), \text{tiny} - p \, 2^{e-1})`, which
+    only acts at :math:`p = 0` (:math:`0 \cdot` finite there); the sign is :math:`(p - q) /
     \max(|p - q|, \text{tiny})`; where the quotient passes :math:`2^{e-2}` (:math:`e` the
     maximal exponent) the ``log1p`` is capped there and :math:`\log(4 |p - q| 2^{-e} / \min(p,
     q))` (formed with two half scalings, so neither overflows nor flushes) adds the rest, 0
@@ -301,8 +300,9 @@ def lifted(lo: jax.Array, x: jax.Array, to: float | None = None) -> jax.Array:
     0: a denominator that is 0 only where lo = 0 < x. Select-free: on XLA CPU a
     compare-and-select splits a fused sum into several passes over memory. The lift is
     :math:`\text{to} - x \, 2^{e-1} \, \text{to}` (:func:`_lift_scale`): ``to`` at x = 0, negative
-    or :math:`-\infty` for every normal x > 0; NaN x gives NaN. One operation fewer than
-    ``to - to ceil(x)`` at ``to = None``."""
+    or :math:`-\infty` for every normal x > 0; NaN x gives NaN. Against ``to - to ceil(x)``
+    (one operation more at ``to = None``): Renyi(2) 1.35x faster, value and gradient, and
+    chi-square's value 1.14x, at (4096, 1024) float32 on XLA CPU."""
     # No constant 1 (as in to (1 - x s)): XLA had shared one with a JVP's where(q > 0, q, 1)
     # and written it out as a full array for both loops (grad of alpha_divergence(p, q, 2.0)
     # at (4096, 1024): 16 MiB written and read again).
@@ -326,7 +326,7 @@ def abs_log_ratio(a: jax.Array, lo: jax.Array, x: jax.Array) -> jax.Array:
     :math:`\mathrm{lo} = \min(p, q)`, select-free (the part of :func:`kl_term` that
     :func:`jaxdiv.jeffreys_divergence` shares).
 
-    ``lo`` is lifted to the smallest normal float where ``x`` is 0 (by :math:`\lceil x \rceil`;
+    ``lo`` is lifted to the smallest normal float where ``x`` is 0 (by :func:`lifted`;
     x is p or the larger of the two: then a = 0 there too and the product with a is 0). Where the
     quotient passes :math:`2^{e-2}` (:math:`e` the maximal exponent) the ``log1p`` is capped
     there and :math:`\log(4 a 2^{-e} / \mathrm{lo})` (two half scalings, so neither overflows

@@ -430,9 +430,9 @@ def test_derivatives_at_tiny_entries_float32():
 
 
 def test_entropy_terms_at_the_edges_of_the_lift():
-    # p log p's logarithm reads p + tiny (1 - ceil p): exact for p in (0, 1], below rounding
-    # above 1 (positive measures), log(tiny) at 0; negative and NaN entries give NaN, not a
-    # finite number. Reference: scipy's entr; a point mass gives +0, not -0.
+    # p log p's logarithm reads max(p, tiny - |p| 2^(e-1)): p itself for p > 0 (positive
+    # measures above 1 too), log(tiny) at 0; negative and NaN entries give NaN, not a finite
+    # number. Reference: scipy's entr; a point mass gives +0, not -0.
     for dtype in (np.float32, np.float64):
         tiny = np.finfo(dtype).tiny
         p = np.array([[0.5, 0.5, 0.0], [tiny, 1.0, 0.0], [3.0, 1e30, 7.5], [1.0, 0.0, 0.0]],
