@@ -487,16 +487,26 @@ def _static_agrees_with_traced(fn, alpha, p, q, where, row):
     general path): values and gradients in both arguments (rows at +inf: zero in both), with
     and without ``where``, and the Hessian in p of one row."""
     order = jnp.asarray(alpha)
-    static = jax.jit(lambda p, q, w: fn(p, q, alpha, where=w))
-    traced = jax.jit(lambda p, q, w: fn(p, q, order, where=w))
-    for w in (None, where):
-        np.testing.assert_allclose(static(p, q, w), traced(p, q, w), rtol=1e-9)
-        g = [jax.grad(lambda p, q, f=f, w=w: jnp.sum(f(p, q, w)), (0, 1))(p, q)
-             for f in (static, traced)]
-        for a, b in zip(*g, strict=True):
+    static = functools.partial(fn, alpha=alpha)
+    traced = lambda p, q, where: fn(p, q, order, where=where)
+    for w in (None, where):  # value and gradients in one program each (compiling is the cost)
+        (vs, gs), (vt, gt) = (_value_and_grads(f, p, q, w) for f in (static, traced))
+        np.testing.assert_allclose(vs, vt, rtol=1e-9)
+        for a, b in zip(gs, gt, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    h = [jax.hessian(lambda x, f=f: f(x, q[row], None))(p[row]) for f in (static, traced)]
+    h = [jax.jit(jax.hessian(lambda x, f=f: f(x, q[row], where=None)))(p[row])
+         for f in (static, traced)]
     np.testing.assert_allclose(h[0], h[1], rtol=1e-6, atol=1e-9)
+
+
+@functools.partial(jax.jit, static_argnames=("f", "rows"))
+def _value_and_grads(f, p, q, where, rows=None):
+    """``f(p, q, where=where)`` and the gradients of the sum of its ``rows`` (a tuple; None:
+    all) in p and q, in one program."""
+    def total(p, q):
+        v = f(p, q, where=where)
+        return jnp.sum(v if rows is None else v[np.array(rows)]), v
+    return jax.grad(total, (0, 1), has_aux=True)(p, q)[::-1]
 
 
 def test_renyi_second_derivatives_where_entries_are_equal():
@@ -546,10 +556,6 @@ def test_forward_mode_finite_where_the_q_coefficient_overflows():
                                rtol=1e-5)
 
 
-def _row_grads(f, p, q, rows):
-    return jax.grad(lambda p, q: jnp.sum(f(p, q)[rows]), (0, 1))(p, q)
-
-
 @pytest.mark.parametrize("alpha", [0.05, 0.7])
 def test_static_orders_in_zero_one_match_numpy(alpha):
     # A Python alpha in (1e-6, 1 - 1e-6) sums the one-sided entries (p = 0 < q, q = 0 < p,
@@ -562,17 +568,18 @@ def test_static_orders_in_zero_one_match_numpy(alpha):
     p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
     where = np.ones((5, 9), bool)
     where[:, 6] = False
+    order = jnp.asarray(alpha)
     for fn, ref in ((alpha_divergence, ref_alpha), (renyi_divergence, ref_renyi)):
-        rows = slice(None) if fn is alpha_divergence else np.array([0, 1, 2, 4])  # disjoint: log 0
-        static = jax.jit(lambda p, q, w, fn=fn: fn(p, q, alpha, where=w))
-        traced = jax.jit(lambda p, q, a, w, fn=fn: fn(p, q, a, where=w))
+        rows = (0, 1, 2, 3, 4) if fn is alpha_divergence else (0, 1, 2, 4)  # disjoint: log 0
+        static = functools.partial(fn, alpha=alpha)
+        traced = lambda p, q, where, fn=fn: fn(p, q, order, where=where)
         for w, k in ((None, slice(None)), (where, where[0])):
-            want = ref(p[rows][:, k], q[rows][:, k], alpha)
-            got = static(p, q, w)[rows]
-            np.testing.assert_allclose(got, want, rtol=1e-10)
-            np.testing.assert_allclose(got, traced(p, q, alpha, w)[rows], rtol=1e-10)
-            gs = _row_grads(functools.partial(static, w=w), p, q, rows)
-            gt = _row_grads(functools.partial(traced, a=alpha, w=w), p, q, rows)
+            r = np.array(rows)
+            want = ref(p[r][:, k], q[r][:, k], alpha)
+            # value and gradients in one program each (compiling is the cost)
+            (vs, gs), (vt, gt) = (_value_and_grads(f, p, q, w, rows) for f in (static, traced))
+            np.testing.assert_allclose(vs[r], want, rtol=1e-10)
+            np.testing.assert_allclose(vs[r], vt[r], rtol=1e-10)
             for a, b in zip(gs, gt, strict=True):
                 assert np.isfinite(a).all()
                 np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
