@@ -486,25 +486,23 @@ def _static_agrees_with_traced(fn, alpha, p, q, where, row):
     """``fn(p, q, alpha)`` with alpha a Python number (a special form) against alpha traced (the
     general path): values and gradients in both arguments (rows at +inf: zero in both), with
     and without ``where``, and the Hessian in p of one row."""
-    order = jnp.asarray(alpha)
-    static = functools.partial(fn, alpha=alpha)
-    traced = lambda p, q, where: fn(p, q, order, where=where)
+    static, order = functools.partial(fn, alpha=alpha), jnp.asarray(alpha)
     for w in (None, where):  # value and gradients in one program each (compiling is the cost)
-        (vs, gs), (vt, gt) = (_value_and_grads(f, p, q, w) for f in (static, traced))
+        (vs, gs), (vt, gt) = _value_and_grads(static, p, q, w), _value_and_grads(fn, p, q, w, order)
         np.testing.assert_allclose(vs, vt, rtol=1e-9)
         for a, b in zip(gs, gt, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    h = [jax.jit(jax.hessian(lambda x, f=f: f(x, q[row], where=None)))(p[row])
-         for f in (static, traced)]
+    h = [jax.jit(jax.hessian(lambda x: fn(x, q[row], alpha)))(p[row]),
+         jax.jit(jax.hessian(lambda x, a: fn(x, q[row], a)))(p[row], order)]
     np.testing.assert_allclose(h[0], h[1], rtol=1e-6, atol=1e-9)
 
 
 @functools.partial(jax.jit, static_argnames=("f", "rows"))
-def _value_and_grads(f, p, q, where, rows=None):
-    """``f(p, q, where=where)`` and the gradients of the sum of its ``rows`` (a tuple; None:
-    all) in p and q, in one program."""
+def _value_and_grads(f, p, q, where, *order, rows=None):
+    """``f(p, q, *order, where=where)`` (``order``: none, or one traced) and the gradients of
+    the sum of its ``rows`` (a tuple; None: all) in p and q, in one program."""
     def total(p, q):
-        v = f(p, q, where=where)
+        v = f(p, q, *order, where=where)
         return jnp.sum(v if rows is None else v[np.array(rows)]), v
     return jax.grad(total, (0, 1), has_aux=True)(p, q)[::-1]
 
@@ -571,13 +569,12 @@ def test_static_orders_in_zero_one_match_numpy(alpha):
     order = jnp.asarray(alpha)
     for fn, ref in ((alpha_divergence, ref_alpha), (renyi_divergence, ref_renyi)):
         rows = (0, 1, 2, 3, 4) if fn is alpha_divergence else (0, 1, 2, 4)  # disjoint: log 0
-        static = functools.partial(fn, alpha=alpha)
-        traced = lambda p, q, where, fn=fn: fn(p, q, order, where=where)
+        static, r = functools.partial(fn, alpha=alpha), np.array(rows)
         for w, k in ((None, slice(None)), (where, where[0])):
-            r = np.array(rows)
             want = ref(p[r][:, k], q[r][:, k], alpha)
             # value and gradients in one program each (compiling is the cost)
-            (vs, gs), (vt, gt) = (_value_and_grads(f, p, q, w, rows) for f in (static, traced))
+            vs, gs = _value_and_grads(static, p, q, w, rows=rows)
+            vt, gt = _value_and_grads(fn, p, q, w, order, rows=rows)
             np.testing.assert_allclose(vs[r], want, rtol=1e-10)
             np.testing.assert_allclose(vs[r], vt[r], rtol=1e-10)
             for a, b in zip(gs, gt, strict=True):
