@@ -165,13 +165,11 @@ def _log_ratio_jvp(primals, tangents):
 
 
 def _log0(p: jax.Array) -> jax.Array:
-    r"""log p, and log(tiny), finite, at p = 0: p raised to :math:`\text{tiny} - |p| \, 2^{e-1}`
-    (:func:`_lift_scale`), which is tiny at p = 0 and negative elsewhere, so that p itself is
-    kept for p > 0 and a negative p reaches the log (NaN). No compare-and-select (XLA CPU's
-    fused loop runs abs, max and arithmetic at full speed, and a select splits it), as
-    :func:`lifted`. Negative or NaN p give NaN, +inf gives +inf."""
-    fi = jnp.finfo(p.dtype)
-    return jnp.log(jnp.maximum(p, fi.tiny - jnp.abs(p) * _lift_scale(fi)))
+    r"""log p, and log(tiny), finite, at p = 0: p :func:`lifted` where :math:`|p|` is 0, so
+    that p itself is kept for p > 0 and a negative p reaches the log (NaN). No
+    compare-and-select (XLA CPU's fused loop runs abs, max and arithmetic at full speed, and a
+    select splits it). Negative or NaN p give NaN, +inf gives +inf."""
+    return jnp.log(lifted(p, jnp.abs(p)))
 
 
 @jax.custom_jvp

@@ -282,6 +282,11 @@ def _block_rows(fn, batch_size, n, m):
     return min(int(batch_size), n)
 
 
+def _pair_blocks(fn, batch_size, n, m):
+    """Rows per tile of the x-x, y-y and x-y pair sums (static: the jitted bodies' tiles)."""
+    return tuple(_block_rows(fn, batch_size, a, b) for a, b in ((n, n), (m, m), (n, m)))
+
+
 def _sqdist_block(xb, y):
     """Squared distances [B, m] of the rows ``xb`` to ``y``.
 
@@ -451,11 +456,10 @@ def mmd(x: ArrayLike, y: ArrayLike, *, kernel: Literal["gaussian", "laplacian"] 
         raise ValueError(f"{fn}: kernel must be 'gaussian' or 'laplacian', got {kernel!r}")
     if isinstance(bandwidth, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{fn}: bandwidth must be a real number or None, got {bandwidth!r}")
-    n, m = x.shape[0], y.shape[0]
     sigma = (None if bandwidth is None
              else C.positive_scalar(fn, "bandwidth", bandwidth, x.dtype))
     phi = _gaussian_kernel if kernel == "gaussian" else _laplacian_kernel
-    blocks = tuple(_block_rows(fn, batch_size, a, b) for a, b in ((n, n), (m, m), (n, m)))
+    blocks = _pair_blocks(fn, batch_size, x.shape[0], y.shape[0])
     return _mmd(x, y, sigma, phi=phi, blocks=blocks).astype(dtype)
 
 
@@ -525,8 +529,7 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, batch_size: int | None = None
     """
     fn = "energy_distance"
     dtype, x, y, _, _ = C.point_clouds(fn, x, y, None, None)
-    n, m = x.shape[0], y.shape[0]
-    blocks = tuple(_block_rows(fn, batch_size, a, b) for a, b in ((n, n), (m, m), (n, m)))
+    blocks = _pair_blocks(fn, batch_size, x.shape[0], y.shape[0])
     return _energy(x, y, blocks=blocks).astype(dtype)
 
 
