@@ -517,8 +517,10 @@ def _renyi_fast(p, q, alpha, ax, parts=None, inside=False):
         edge = jnp.zeros_like(y)
     else:
         y = jnp.sum(p * terms, axis=ax, keepdims=True) / t0
+        # -inf for alpha < 0 where p = 0 < q: alpha's sign, not t < -1 (t = alpha - 1 rounds to
+        # -1 for |alpha| under half an ulp of 1, and Renyi(-1e-10) was R_0 > 0 in float32)
         edge = _edges(p, q, jnp.where(t < 0, -1 / t0, 0) - k, jnp.where(t >= 0, big, 0), k,
-                      jnp.where(t < -1, -big, 0), ax, on)
+                      jnp.where(alpha < 0, -big, 0), ax, on)
     sp = 0.5 * jnp.sum(p + jnp.abs(p), axis=ax, keepdims=True)  # no constant shared with _edges
     y_all = y + edge
     x = t0 * y_all / sp  # M / sum p - 1

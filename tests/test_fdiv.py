@@ -132,6 +132,30 @@ def test_renyi_divergence_matches_numpy():
                                atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_renyi_is_minus_inf_for_every_negative_order_where_p_is_zero(dtype):
+    # sum p^a q^(1 - a) is +inf for any a < 0 with some p = 0 < q, so R_a = -inf, down to the
+    # smallest normal |a|, where a - 1 rounds to -1 (the order's sign, not a - 1 < -1, decides)
+    p, q = (x.astype(dtype) for x in _pairs(4))
+    pz = _zero_p(p)
+    al = -np.array([1.5, 1e-3, 1e-10, 1e-30, np.finfo(dtype).tiny], dtype)
+    with np.errstate(divide="ignore"):
+        lp, lq = np.log(pz), np.log(q)
+    for a in al:
+        for static in (float(a), jnp.asarray(a)):
+            assert np.all(renyi_divergence(pz, q, static) == -INF), (a, static)
+            assert np.all(renyi_divergence_with_logits(lp, lq, static) == -INF), (a, static)
+    # traced, one order per row, and zero derivatives at -inf
+    out, g = jax.jit(jax.vmap(jax.value_and_grad(renyi_divergence), (0, None, 0)))(
+        _grid(pz[0], al), q[0], al)
+    assert np.all(out == -INF)
+    np.testing.assert_array_equal(g, 0)
+    # a zero order stays R_0 = -log sum_{p > 0} q, finite (and -0.0 is that order too)
+    for a in (0.0, -0.0):
+        np.testing.assert_allclose(renyi_divergence(pz, q, a),
+                                   -np.log(np.where(pz > 0, q, 0).sum(-1)), rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
 def test_limits_and_continuity_in_alpha(dtype, tol):
     p, q = (x.astype(dtype) for x in _pairs(3))
