@@ -179,6 +179,21 @@ def _parts(x, y, where, ax, logits):
     return _Parts(p, q, lp, lq, both, *anys, sums, edges, kls, r, pms, ax)
 
 
+def _log_sum_exp(s, both, ax):
+    r"""log sum over ``both`` of e^s (``jax.nn.logsumexp``), kept within its bounds
+    :math:`[\max s, \max s + \log n]`. XLA may form s twice, for the maximum and for the sum,
+    each rounded its own way (at optimisation level 0, and an optimisation barrier does not
+    survive to fusion): where |s| is past 1 / eps, as at orders near :math:`10^{30}`, the largest
+    term's :math:`e^{s - \max s}` was then :math:`e^{\pm\text{ulp}(s)}`, 0 or inf
+    (alpha_divergence at alpha = 1e30 in float32: 0, not inf; Renyi(-1.5e20): -inf, not -1.36).
+    Selects, not max and min: the sum's derivative wherever it is within the bounds (a max
+    halves it at a tie, as where the other terms are below rounding)."""
+    lse = jax.nn.logsumexp(s, axis=ax, where=both, keepdims=True)
+    top = jnp.max(s, axis=ax, where=both, initial=-jnp.inf, keepdims=True)
+    cap = top + math.log(s.shape[ax])
+    return jnp.where(lse < top, top, jnp.where(lse > cap, cap, lse))
+
+
 def _moments(la, r, a, s, lse, both, tn, ax):
     """sum a r^2 E2(tn r) over `both`, r = log(a / b), and the rounding-error scale of each
     form."""
@@ -206,7 +221,7 @@ def _alpha_general(x, y, where, ax, alpha, logits, done=None):
     any_a = pick(z.any_p, z.any_q)
     t = beta - 1
     s = beta * la + (1 - beta) * lb
-    lse = jax.nn.logsumexp(s, axis=ax, where=z.both, keepdims=True)
+    lse = _log_sum_exp(s, z.both, ax)
     ok = lse <= 20  # no overflow in the KL-anchored terms
     tn = jnp.where(ok, t, 0)
     w, spread, err_near = _moments(la, r, a, s, lse, z.both, tn, ax)
@@ -221,10 +236,12 @@ def _alpha_general(x, y, where, ax, alpha, logits, done=None):
     d_near = ((kl + tn * w + mass) / (1 + tn)
               + jnp.where(neg, ea / jnp.where(neg, -tn, 1), jnp.where(any_a, inf, 0)))
     # Direct: (beta S_a + (1 - beta) S_b - sum a^beta b^(1 - beta)) / (beta (1 - beta)).
-    c = jnp.where(near, 1, beta * (1 - beta))
+    cb, cs = jnp.where(near, 1, beta), jnp.where(near, 1, 1 - beta)
+    c = cb * cs
     # M / |c| past the largest float (then c < 0): +inf, the correctly rounded value, with a
-    # zero derivative (exp's inf times a zero cotangent was NaN)
-    e = lse - jnp.log(jnp.abs(c))
+    # zero derivative (exp's inf times a zero cotangent was NaN). log |c| from its factors: c
+    # itself overflows at |alpha| > 1.8e19 in float32, and M / c was then 0, not +inf
+    e = lse - (jnp.log(jnp.abs(cb)) + jnp.log(jnp.abs(cs)))
     over = e > math.log(jnp.finfo(e.dtype).max)
     d_dir = jnp.where(over, inf, lin / c - jnp.sign(c) * jnp.exp(jnp.where(over, 0, e)))
     d_dir = d_dir + jnp.where((beta > 1) & any_a, inf, 0)
@@ -275,7 +292,7 @@ def _renyi_log_space(z, alpha, ax):
     al = jnp.where(at_inf, 2, alpha)
     sp = safe(z.sums[0] > 0, z.sums[0])
     s = al * z.lp + (1 - al) * z.lq
-    lse = jax.nn.logsumexp(s, axis=ax, where=z.both, keepdims=True)
+    lse = _log_sum_exp(s, z.both, ax)
     return at_inf, al, al - 1, sp, s, lse, lse - jnp.log(sp)
 
 
@@ -309,7 +326,11 @@ def _renyi_limits(z, out, at_inf, al, ax):
 # and is redone by the general path above, under a lax.cond that is skipped when no row needs
 # it (under vmap both branches run: still exact).
 
-_EPS0 = 2.0**-60  # stands in for beta = 0 or t = 0: expm1(x) / x is then x / x, the limit
+# stands in for |beta|, |t| below it, 0 included: expm1(x r) / x is then r (1 + x r / 2) = r to
+# rounding for every finite r, where a nonzero x as small as the smallest normal float makes x r
+# subnormal, flushed to 0 on XLA CPU (alpha_divergence at alpha = 1e-37 in float32: 1.29, not
+# KL(q || p) = 1.57)
+_EPS0 = 2.0**-60
 
 
 def _on(x):
@@ -356,7 +377,7 @@ def _edges(p, q, ep, fp, eq, fq, ax, on=None):
 
 
 def _nonzero(x):
-    return jnp.where(x == 0, _EPS0, x)
+    return jnp.where(jnp.abs(x) < _EPS0, _EPS0, x)
 
 
 def _logit_parts(lp, lq, ax):

@@ -156,6 +156,43 @@ def test_renyi_is_minus_inf_for_every_negative_order_where_p_is_zero(dtype):
                                    -np.log(np.where(pz > 0, q, 0).sum(-1)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_alpha_at_orders_down_to_the_smallest_normal_is_the_limit_at_zero(dtype, tol):
+    # |alpha| <= 1e-30: D_alpha is KL(q || p) to far below rounding. Products alpha r that are
+    # subnormal are flushed to 0 on XLA CPU; they must not drop the terms (the smallest normal
+    # alpha gave 1.29 for 1.57)
+    p, q = (x.astype(dtype) for x in _pairs(5))
+    want = sp.rel_entr(q.astype(np.float64), p).sum(-1)
+    lp, lq = np.log(p), np.log(q)
+    tiny = np.finfo(dtype).tiny
+    for a in (1e-30, 1e4 * tiny, 4 * tiny, tiny, -tiny, -1e-30):
+        a = dtype(a)
+        np.testing.assert_allclose(alpha_divergence(p, q, float(a)), want, rtol=tol, err_msg=a)
+        np.testing.assert_allclose(alpha_divergence(p, q, jnp.asarray(a)), want, rtol=tol)
+        np.testing.assert_allclose(alpha_divergence_with_logits(lp, lq, float(a)), want,
+                                   rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_alpha_at_orders_whose_square_overflows_is_inf(dtype):
+    # alpha (1 - alpha) overflows for |alpha| > sqrt(max float); the divergence, M / (alpha
+    # (alpha - 1)) to first order, is then far past the largest float (log M ~ |alpha| max |r|
+    # in float64) for p != q, and exactly 0 for p = q (it was 0 for both)
+    p, q = (x.astype(dtype) for x in _pairs(6))
+    big = float(np.sqrt(np.finfo(dtype).max)) * 8
+    for a in (big, -big):
+        s = a * np.log(p.astype(np.float64)) + (1 - a) * np.log(q)
+        assert np.all(np.max(s, -1) - 2 * np.log(abs(a)) > np.log(np.finfo(dtype).max))
+        assert np.all(alpha_divergence(p, q, a) == INF)
+        assert np.all(alpha_divergence(p, q, jnp.asarray(a, dtype)) == INF)
+        assert np.all(alpha_divergence_with_logits(np.log(p), np.log(q), a) == INF)
+        np.testing.assert_array_equal(alpha_divergence(p, p, a), 0)
+        # Renyi stays finite there: log M / (alpha - 1), M's logarithm in float64
+        want = (sp.logsumexp(s, axis=-1) - np.log(p.astype(np.float64).sum(-1))) / (a - 1)
+        for order in (a, jnp.asarray(a, dtype)):
+            np.testing.assert_allclose(renyi_divergence(p, q, order), want, rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
 def test_limits_and_continuity_in_alpha(dtype, tol):
     p, q = (x.astype(dtype) for x in _pairs(3))
