@@ -180,14 +180,10 @@ def _parts(x, y, where, ax, logits):
 
 
 def _log_sum_exp(s, both, ax):
-    r"""log sum over ``both`` of e^s (``jax.nn.logsumexp``), kept within its bounds
-    :math:`[\max s, \max s + \log n]`. XLA may form s twice, for the maximum and for the sum,
-    each rounded its own way (at optimisation level 0, and an optimisation barrier does not
-    survive to fusion): where |s| is past 1 / eps, as at orders near :math:`10^{30}`, the largest
-    term's :math:`e^{s - \max s}` was then :math:`e^{\pm\text{ulp}(s)}`, 0 or inf
-    (alpha_divergence at alpha = 1e30 in float32: 0, not inf; Renyi(-1.5e20): -inf, not -1.36).
-    Selects, not max and min: the sum's derivative wherever it is within the bounds (a max
-    halves it at a tie, as where the other terms are below rounding)."""
+    r"""log sum over ``both`` of e^s, kept within its bounds :math:`[\max s, \max s + \log n]`
+    by selects (the sum's derivative inside them). XLA may round s one way for the maximum and
+    another for the sum; past |s| = 1 / eps the largest term was then 0 or inf (orders near
+    1e30: alpha_divergence 0, not inf)."""
     lse = jax.nn.logsumexp(s, axis=ax, where=both, keepdims=True)
     top = jnp.max(s, axis=ax, where=both, initial=-jnp.inf, keepdims=True)
     cap = top + math.log(s.shape[ax])
@@ -326,10 +322,11 @@ def _renyi_limits(z, out, at_inf, al, ax):
 # and is redone by the general path above, under a lax.cond that is skipped when no row needs
 # it (under vmap both branches run: still exact).
 
-# stands in for |beta|, |t| below it, 0 included: expm1(x r) / x is then r (1 + x r / 2) = r to
-# rounding for every finite r, where a nonzero x as small as the smallest normal float makes x r
-# subnormal, flushed to 0 on XLA CPU (alpha_divergence at alpha = 1e-37 in float32: 1.29, not
-# KL(q || p) = 1.57)
+# stands in for |beta|, |t| below it, 0 included, in the quotients expm1(x r) / x: r (1 + x r / 2),
+# r to a few ulps for every |r| below 1500 (log-ratios past the float range are not formed),
+# where a nonzero x as small as the smallest normal float made x r subnormal, flushed to 0 on
+# XLA CPU (alpha_divergence at alpha = 1e-37 in float32: 1.29, not KL(q || p) = 1.57). Not in
+# the one-sided limits 1 / alpha, which read alpha itself.
 _EPS0 = 2.0**-60
 
 
@@ -436,10 +433,11 @@ def _alpha_grads(p, q, alpha, aux, parts=None):
     product is finite."""
     both, p_only, q_only, r, power = _grad_parts(p, q, alpha, parts)
     t, a0 = _nonzero(alpha - 1), _nonzero(alpha)
+    inv_a = 1 / jnp.where(alpha > 0, alpha, 1)  # the q-only limit 1 / alpha: alpha itself
     if parts is None:
         gp = jnp.where(both, jnp.expm1(t * r) / t, jnp.where(p_only & (alpha < 1), -1 / t, 0))
         gq = jnp.where(both, -jnp.expm1(a0 * r) / a0,
-                       jnp.where(q_only & (alpha > 0), 1 / a0, 0))
+                       jnp.where(q_only & (alpha > 0), inv_a, 0))
         return gp, gq
     far_p, far_q, pw = t * r > 1, a0 * r > 1, power(0)
     # p (expm1(t r) / t), not (p expm1(t r)) / t: at alpha = 1 (t = 2^-60) the product
@@ -447,7 +445,7 @@ def _alpha_grads(p, q, alpha, aux, parts=None):
     wp = jnp.where(far_p, (pw - p) / t, p * (jnp.expm1(jnp.where(far_p, 0, t * r)) / t))
     wq = -jnp.where(far_q, (pw - q) / a0, q * (jnp.expm1(jnp.where(far_q, 0, a0 * r)) / a0))
     return (jnp.where(both, wp, jnp.where(p_only & (alpha < 1), -p / t, 0)),
-            jnp.where(both, wq, jnp.where(q_only & (alpha > 0), q / a0, 0)))
+            jnp.where(both, wq, jnp.where(q_only & (alpha > 0), q * inv_a, 0)))
 
 
 def _grad_parts(p, q, alpha, parts=None):

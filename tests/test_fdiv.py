@@ -171,6 +171,17 @@ def test_alpha_at_orders_down_to_the_smallest_normal_is_the_limit_at_zero(dtype,
         np.testing.assert_allclose(alpha_divergence(p, q, jnp.asarray(a)), want, rtol=tol)
         np.testing.assert_allclose(alpha_divergence_with_logits(lp, lq, float(a)), want,
                                    rtol=tol)
+        # derivative in q where q > 0 = p: for alpha > 0, 1 / alpha (the value q / alpha there)
+        # and log(q / p) where both are > 0 (the limit's); for alpha < 0 the value is +inf and
+        # the derivative 0
+        pz = _zero_p(p[0].astype(np.float64), cols=(0,)).astype(dtype)
+        g = jax.grad(alpha_divergence, 1)(pz, q[0], jnp.asarray(a))
+        if a < 0:
+            np.testing.assert_array_equal(g, 0)
+            continue
+        assert g[0] == 1 / a, (a, g[0])
+        np.testing.assert_allclose(g[1:], np.log(q[0, 1:] / pz[1:].astype(np.float64)),
+                                   rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -181,7 +192,7 @@ def test_alpha_at_orders_whose_square_overflows_is_inf(dtype):
     p, q = (x.astype(dtype) for x in _pairs(6))
     big = float(np.sqrt(np.finfo(dtype).max)) * 8
     for a in (big, -big):
-        s = a * np.log(p.astype(np.float64)) + (1 - a) * np.log(q)
+        s = a * np.log(p.astype(np.float64)) + (1 - a) * np.log(q.astype(np.float64))
         assert np.all(np.max(s, -1) - 2 * np.log(abs(a)) > np.log(np.finfo(dtype).max))
         assert np.all(alpha_divergence(p, q, a) == INF)
         assert np.all(alpha_divergence(p, q, jnp.asarray(a, dtype)) == INF)
