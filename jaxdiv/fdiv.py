@@ -283,13 +283,18 @@ def _renyi_full(x, y, where, ax, alpha, logits):
 
 def _renyi_log_space(z, alpha, ax):
     """(at_inf, the order with inf as 2, t = order - 1, S_p (1 if 0), s = a log p + (1 - a)
-    log q, log M by logsumexp over both supports, log(M / S_p))."""
+    log q, log M by logsumexp over both supports, log(M / S_p)); log M = 0 on a row with
+    nothing kept (its value is the empty sum 0, and -inf there made d/dalpha NaN)."""
     at_inf = alpha == jnp.inf
     al = jnp.where(at_inf, 2, alpha)
     sp = safe(z.sums[0] > 0, z.sums[0])
     s = al * z.lp + (1 - al) * z.lq
-    lse = _log_sum_exp(s, z.both, ax)
+    lse = jnp.where(_nothing_kept(z, ax), 0, _log_sum_exp(s, z.both, ax))
     return at_inf, al, al - 1, sp, s, lse, lse - jnp.log(sp)
+
+
+def _nothing_kept(z, ax):
+    return ~(jnp.any(z.both, axis=ax, keepdims=True) | z.any_p | z.any_q)
 
 
 def _renyi_limits(z, out, at_inf, al, ax):
@@ -300,8 +305,7 @@ def _renyi_limits(z, out, at_inf, al, ax):
     out = jnp.where(z.any_q & (al < 0), -inf, out)
     rmax = jnp.max(jnp.where(z.both, z.lp - z.lq, -inf), axis=ax, keepdims=True)
     out = jnp.where(at_inf, jnp.where(z.any_p, inf, rmax), out)
-    empty = ~(jnp.any(z.both, axis=ax, keepdims=True) | z.any_p | z.any_q)
-    return jnp.squeeze(jnp.where(empty, 0, out), ax)  # nothing kept: the empty sum, 0
+    return jnp.squeeze(jnp.where(_nothing_kept(z, ax), 0, out), ax)  # nothing kept: 0
 
 
 # The fast path (probabilities): the divergence from sums over the entries, each sum one fused

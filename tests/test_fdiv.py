@@ -156,6 +156,23 @@ def test_renyi_is_minus_inf_for_every_negative_order_where_p_is_zero(dtype):
                                    -np.log(np.where(pz > 0, q, 0).sum(-1)), rtol=1e-5)
 
 
+def test_renyi_order_derivative_with_a_row_masked_out():
+    # A row with nothing kept is the empty sum 0, at every order: it adds 0 to d/dalpha of a
+    # batch sum (it was NaN, from log M = -inf). The other row against the closed form
+    # dR/da = (M' / M) / (a - 1) - log M / (a - 1)^2, M' = sum p^a q^(1 - a) log(p / q).
+    p, q = _pairs(7, batch=2, n=5)
+    where = np.array([[False] * 5, [True] * 5])
+    a = np.array([0.3, 2.0, -1.0])[:, None]
+    w = p[1] ** a * q[1] ** (1 - a)
+    m, dm = w.sum(-1), (w * np.log(p[1] / q[1])).sum(-1)
+    a = a[:, 0]
+    want = dm / m / (a - 1) - np.log(m) / (a - 1) ** 2
+    for f, x, y in ((renyi_divergence, p, q),
+                    (renyi_divergence_with_logits, np.log(p), np.log(q))):
+        g = jax.jit(jax.vmap(jax.grad(lambda a, f=f, x=x, y=y: f(x, y, a, where=where).sum())))(a)
+        np.testing.assert_allclose(g, want, rtol=1e-9, err_msg=f.__name__)
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 def test_alpha_at_orders_down_to_the_smallest_normal_is_the_limit_at_zero(dtype, tol):
     # |alpha| <= 1e-30: D_alpha is KL(q || p) to far below rounding. Products alpha r that are
