@@ -49,17 +49,3 @@ settings.register_profile("ci", max_examples=200, derandomize=True, deadline=Non
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-# The modules with the longest tests first, longest first (subprocesses on 8 forced devices,
-# then tests of tens of seconds of compiling), the short ones after: pytest-xdist hands out
-# tests in collection order, and long tests at the end of it had left one worker running them
-# while the other idled (the suite's wall time about 70 s above its CPU time over two
-# workers). The order within each module is unchanged.
-FIRST = ("test_mesh.py", "test_mesh_transport.py", "test_multihost.py", "test_properties.py",
-         "test_fdiv.py", "test_transport.py", "test_sample_distances.py", "test_accuracy.py",
-         "test_discrete.py", "test_distillation.py", "test_mode_seeking.py", "test_estimators.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST
-               else len(FIRST))
